@@ -1,0 +1,351 @@
+"""REST API for accounts and tenancy: /api/v1/me, organizations, projects, members,
+invitations and API tokens. Every tenant-owned viewset goes through TenantScopedViewSetMixin."""
+
+from __future__ import annotations
+
+from django.db.models import F, QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.generics import get_object_or_404
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .invitations import send_invitation
+from .models import ApiToken, Invitation, Membership, Organization, Project, Role, User
+from .tenancy import TenantScopedViewSetMixin, principal_of
+
+ROLE_NAMES = {role: role.name.lower() for role in Role}
+ORGANIZATION_IN_PATH = extend_schema(
+    parameters=[OpenApiParameter("organization_uuid", OpenApiTypes.UUID, OpenApiParameter.PATH)]
+)
+PROJECT_IN_PATH = extend_schema(
+    parameters=[OpenApiParameter("project_uuid", OpenApiTypes.UUID, OpenApiParameter.PATH)]
+)
+
+
+class RoleField(serializers.ChoiceField):
+    """Roles travel as names ("owner", "admin", "member", "viewer"), not numbers."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(choices=[name for name in ROLE_NAMES.values()], **kwargs)
+
+    def to_representation(self, value: int) -> str:
+        return ROLE_NAMES[Role(value)]
+
+    def to_internal_value(self, data: object) -> Role:
+        name = super().to_internal_value(data)
+        return Role[name.upper()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Serializers
+# ---------------------------------------------------------------------------------------------
+class UserSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ["id", "email", "first_name", "last_name"]
+        read_only_fields = fields
+
+
+class OrganizationSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField(help_text="Your role in this organization.")
+
+    class Meta:
+        model = Organization
+        fields = ["uuid", "name", "time_zone", "role", "created_at"]
+        read_only_fields = ["uuid", "role", "created_at"]
+
+    def get_role(self, organization: Organization) -> str | None:
+        role = getattr(organization, "my_role", None)
+        if role is None:
+            role = organization.role_of(self.context.get("principal"))
+        return ROLE_NAMES[Role(role)] if role is not None else None
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    organization = serializers.SlugRelatedField(slug_field="uuid", queryset=Organization.objects.none())
+
+    class Meta:
+        model = Project
+        fields = ["uuid", "name", "organization", "created_at"]
+        read_only_fields = ["uuid", "created_at"]
+
+    def get_fields(self) -> dict:
+        fields = super().get_fields()
+        # Only organizations the caller can see are valid targets; others read as "not found".
+        principal = self.context.get("principal")  # absent while the OpenAPI schema is generated
+        if principal is not None:
+            fields["organization"].queryset = Organization.objects.visible_to(principal)
+        if self.instance is not None:
+            fields["organization"].read_only = True  # projects do not move between tenants
+        return fields
+
+    def validate(self, attrs: dict) -> dict:
+        organization = attrs.get("organization") or self.instance.organization
+        name = attrs.get("name")
+        if name is not None:
+            clash = organization.projects.filter(name__iexact=name)
+            if self.instance is not None:
+                clash = clash.exclude(pk=self.instance.pk)
+            if clash.exists():
+                raise serializers.ValidationError({"name": f"{organization.name} already has a project named {name!r}."})
+        return attrs
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    user = UserSerializer(read_only=True)
+    role = RoleField()
+
+    class Meta:
+        model = Membership
+        fields = ["uuid", "user", "role", "created_at"]
+        read_only_fields = ["uuid", "user", "created_at"]
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    role = RoleField(default="member")
+    invited_by = serializers.SlugRelatedField(slug_field="email", read_only=True)
+
+    class Meta:
+        model = Invitation
+        fields = ["uuid", "email", "role", "status", "invited_by", "created_at", "expires_at", "accepted_at"]
+        read_only_fields = ["uuid", "status", "invited_by", "created_at", "expires_at", "accepted_at"]
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    scopes = serializers.MultipleChoiceField(choices=ApiToken.Scope.choices, allow_empty=False)
+    project = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
+
+    class Meta:
+        model = ApiToken
+        fields = [
+            "uuid", "name", "prefix", "project", "scopes", "created_at", "expires_at",
+            "last_used_at", "revoked_at", "is_active",
+        ]
+        read_only_fields = ["uuid", "prefix", "project", "created_at", "last_used_at", "revoked_at", "is_active"]
+
+    def to_representation(self, instance: ApiToken) -> dict:
+        data = super().to_representation(instance)
+        data["scopes"] = sorted(data["scopes"])
+        return data
+
+
+class NewApiTokenSerializer(ApiTokenSerializer):
+    token = serializers.CharField(read_only=True, help_text="The raw token. Shown only in this response.")
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = [*ApiTokenSerializer.Meta.fields, "token"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Views
+# ---------------------------------------------------------------------------------------------
+class MeView(APIView):
+    """Who is calling: the token's project and organization, or the signed-in user."""
+
+    @extend_schema(
+        responses=inline_serializer(
+            "Me",
+            {
+                "user": UserSerializer(allow_null=True),
+                "token": ApiTokenSerializer(allow_null=True),
+                "organization": OrganizationSerializer(allow_null=True),
+                "project": ProjectSerializer(allow_null=True),
+                "organizations": OrganizationSerializer(many=True),
+            },
+        )
+    )
+    def get(self, request: Request) -> Response:
+        principal = principal_of(request)
+        context = {"principal": principal, "request": request}
+        if isinstance(principal, ApiToken):
+            return Response(
+                {
+                    "user": None,
+                    "token": ApiTokenSerializer(principal, context=context).data,
+                    "organization": OrganizationSerializer(principal.organization, context=context).data,
+                    "project": ProjectSerializer(principal.project, context=context).data if principal.project else None,
+                    "organizations": [OrganizationSerializer(principal.organization, context=context).data],
+                }
+            )
+        organizations = Organization.objects.visible_to(principal).annotate(my_role=F("memberships__role"))
+        return Response(
+            {
+                "user": UserSerializer(principal).data,
+                "token": None,
+                "organization": None,
+                "project": None,
+                "organizations": OrganizationSerializer(organizations, many=True, context=context).data,
+            }
+        )
+
+
+class TenantViewSet(TenantScopedViewSetMixin, viewsets.GenericViewSet):
+    def get_serializer_context(self) -> dict:
+        if getattr(self, "swagger_fake_view", False):  # drf-spectacular introspecting, no request
+            return super().get_serializer_context()
+        return {**super().get_serializer_context(), "principal": self.principal}
+
+    def require_person(self, action: str) -> None:
+        if isinstance(self.principal, ApiToken):
+            raise PermissionDenied(f"API tokens cannot {action}; sign in as a person to do it.")
+
+
+class OrganizationViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
+    mixins.CreateModelMixin, mixins.DestroyModelMixin, TenantViewSet,
+):
+    queryset = Organization.objects.all()
+    serializer_class = OrganizationSerializer
+    write_role = Role.ADMIN
+
+    def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
+        if isinstance(self.principal, User):
+            # The membership join from visible_to() is reused: this is the caller's own role.
+            queryset = queryset.annotate(my_role=F("memberships__role"))
+        return queryset
+
+    def organization_of(self, obj: Organization) -> Organization:
+        return obj
+
+    def perform_create(self, serializer: OrganizationSerializer) -> None:
+        self.require_person("create organizations")
+        data = serializer.validated_data
+        organization = Organization.create_for_owner(self.principal, name=data["name"])
+        if "time_zone" in data:
+            organization.time_zone = data["time_zone"]
+            organization.save(update_fields=["time_zone"])
+        serializer.instance = organization
+
+    def perform_destroy(self, instance: Organization) -> None:
+        self.require_person("delete organizations")
+        self.require_role(instance, Role.OWNER)
+        instance.delete()
+
+
+class ProjectViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+    mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet,
+):
+    queryset = Project.objects.all()
+    serializer_class = ProjectSerializer
+    write_role = Role.ADMIN
+    http_method_names = ["get", "post", "patch", "put", "delete", "head", "options"]
+
+    def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
+        return queryset.select_related("organization")
+
+    def perform_create(self, serializer: ProjectSerializer) -> None:
+        self.require_role(serializer.validated_data["organization"], Role.ADMIN)
+        serializer.save()
+
+
+class OrganizationChildViewSet(TenantViewSet):
+    """Resources listed under /organizations/{organization_uuid}/…: an outsider gets 404 for
+    the organization itself, before anything else is looked at."""
+
+    write_role = Role.ADMIN
+
+    def get_organization(self) -> Organization:
+        if not hasattr(self, "_organization"):
+            self._organization = get_object_or_404(
+                Organization.objects.visible_to(self.principal), uuid=self.kwargs["organization_uuid"]
+            )
+        return self._organization
+
+    def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(organization=self.get_organization())
+
+
+@ORGANIZATION_IN_PATH
+class MemberViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin, OrganizationChildViewSet,
+):
+    queryset = Membership.objects.all()
+    serializer_class = MemberSerializer
+    http_method_names = ["get", "patch", "put", "delete", "head", "options"]
+
+    def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
+        return super().safely_get_queryset(queryset).select_related("user")
+
+    def check_object_permissions(self, request: Request, obj: Membership) -> None:
+        # Anyone may remove themselves (leave); everything else needs the admin role.
+        if request.method == "DELETE" and isinstance(self.principal, User) and obj.user_id == self.principal.pk:
+            return
+        super().check_object_permissions(request, obj)
+
+    def perform_update(self, serializer: MemberSerializer) -> None:
+        self.require_person("change roles")
+        serializer.instance.change_role(serializer.validated_data["role"], by=self.principal)
+
+    def perform_destroy(self, instance: Membership) -> None:
+        self.require_person("remove members")
+        instance.remove(by=self.principal)
+
+
+@ORGANIZATION_IN_PATH
+class InvitationViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+    mixins.DestroyModelMixin, OrganizationChildViewSet,
+):
+    queryset = Invitation.objects.all()
+    serializer_class = InvitationSerializer
+
+    def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
+        return super().safely_get_queryset(queryset).select_related("invited_by")
+
+    def perform_create(self, serializer: InvitationSerializer) -> None:
+        self.require_person("invite people")
+        organization = self.get_organization()
+        self.require_role(organization, Role.ADMIN)
+        invitation, raw = Invitation.issue(
+            organization, serializer.validated_data["email"], serializer.validated_data["role"], by=self.principal
+        )
+        send_invitation(invitation, raw)
+        serializer.instance = invitation
+
+
+@PROJECT_IN_PATH
+class ApiTokenViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+    mixins.DestroyModelMixin, TenantViewSet,
+):
+    """A project's API tokens. DELETE revokes (the row stays for the audit trail)."""
+
+    queryset = ApiToken.objects.all()
+    serializer_class = ApiTokenSerializer
+    write_role = Role.MEMBER
+
+    def get_project(self) -> Project:
+        if not hasattr(self, "_project"):
+            self._project = get_object_or_404(
+                Project.objects.visible_to(self.principal).select_related("organization"),
+                uuid=self.kwargs["project_uuid"],
+            )
+        return self._project
+
+    def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(project=self.get_project()).select_related("project")
+
+    def get_serializer_class(self) -> type[serializers.Serializer]:
+        return NewApiTokenSerializer if self.action == "create" else ApiTokenSerializer
+
+    def perform_create(self, serializer: NewApiTokenSerializer) -> None:
+        self.require_person("create API tokens")
+        project = self.get_project()
+        self.require_role(project.organization, Role.MEMBER)
+        data = serializer.validated_data
+        token, raw = ApiToken.issue(
+            project=project, name=data["name"], scopes=list(data["scopes"]),
+            expires_at=data.get("expires_at"), by=self.principal,
+        )
+        token.token = raw
+        serializer.instance = token
+
+    def perform_destroy(self, instance: ApiToken) -> None:
+        self.require_person("revoke API tokens")
+        instance.revoke(by=self.principal)

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.utils import timezone
+
+from .models import ApiToken, Organization, Project, Role
+
+
+class OrganizationForm(forms.ModelForm):
+    class Meta:
+        model = Organization
+        fields = ["name", "time_zone"]
+        help_texts = {"time_zone": "Budgets' days, weeks and months start at midnight in this zone."}
+
+
+class ProjectForm(forms.ModelForm):
+    class Meta:
+        model = Project
+        fields = ["name"]
+
+    def __init__(self, *args: object, organization: Organization, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.organization = organization
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        clash = self.organization.projects.filter(name__iexact=name)
+        if self.instance.pk:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise forms.ValidationError(f"{self.organization.name} already has a project named “{name}”.")
+        return name
+
+
+class ProjectDeleteForm(forms.Form):
+    confirm_name = forms.CharField(label="Type the project's name to confirm")
+
+    def __init__(self, *args: object, project: Project, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.project = project
+
+    def clean_confirm_name(self) -> str:
+        value = self.cleaned_data["confirm_name"]
+        if value.strip() != self.project.name:
+            raise forms.ValidationError("The name does not match; nothing was deleted.")
+        return value
+
+
+class InvitationForm(forms.Form):
+    email = forms.EmailField()
+    role = forms.TypedChoiceField(choices=Role.choices, coerce=int, initial=Role.MEMBER)
+
+
+class RoleForm(forms.Form):
+    role = forms.TypedChoiceField(choices=Role.choices, coerce=int)
+
+
+class ApiTokenForm(forms.Form):
+    EXPIRY_CHOICES = [("", "Never"), ("7", "In 7 days"), ("30", "In 30 days"), ("90", "In 90 days"), ("365", "In a year")]
+
+    name = forms.CharField(max_length=100, help_text="Where it is used, e.g. “production backend”.")
+    scopes = forms.MultipleChoiceField(
+        choices=ApiToken.Scope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[ApiToken.Scope.READ],
+        help_text="read: GET the API · write: change data · ingest: send cost events · gateway: proxy LLM calls",
+    )
+    expires_in_days = forms.TypedChoiceField(
+        choices=EXPIRY_CHOICES, coerce=int, empty_value=None, required=False, label="Expires"
+    )
+
+    def expires_at(self) -> timezone.datetime | None:
+        days = self.cleaned_data.get("expires_in_days")
+        return timezone.now() + timedelta(days=days) if days else None

@@ -1,0 +1,131 @@
+"""The one place tenant scoping happens, for pages and for the API.
+
+Pages call `project_for()` / `organization_for()`; API viewsets inherit
+`TenantScopedViewSetMixin`. Both go through `TenantQuerySet.visible_to()` (outsiders get 404)
+and `Organization.require_role()` (too weak a role gets 403).
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
+from rest_framework import permissions
+from rest_framework.exceptions import PermissionDenied as ApiPermissionDenied
+from rest_framework.request import Request
+
+from .models import ApiToken, Organization, Project, Role, User
+
+CURRENT_PROJECT_SESSION_KEY = "current_project"
+
+
+# ---------------------------------------------------------------------------------------------
+# Pages
+# ---------------------------------------------------------------------------------------------
+def project_for(request: HttpRequest, project_uuid: UUID, minimum: Role = Role.VIEWER) -> Project:
+    """The project, if the signed-in user may see it (else 404) with at least `minimum` (else 403).
+
+    Also remembers it as the user's current project for the header and the home redirect.
+    """
+    project = get_object_or_404(
+        Project.objects.visible_to(request.user).select_related("organization"), uuid=project_uuid
+    )
+    request.role = project.organization.require_role(request.user, minimum)
+    request.project = project
+    request.organization = project.organization
+    request.session[CURRENT_PROJECT_SESSION_KEY] = str(project.uuid)
+    return project
+
+
+def organization_for(request: HttpRequest, organization_uuid: UUID, minimum: Role = Role.VIEWER) -> Organization:
+    organization = get_object_or_404(Organization.objects.visible_to(request.user), uuid=organization_uuid)
+    request.role = organization.require_role(request.user, minimum)
+    request.organization = organization
+    return organization
+
+
+def current_project(request: HttpRequest) -> Project | None:
+    """The project the user last worked in, or their first one."""
+    projects = Project.objects.visible_to(request.user).select_related("organization")
+    remembered = request.session.get(CURRENT_PROJECT_SESSION_KEY)
+    if remembered:
+        project = projects.filter(uuid=remembered).first()
+        if project:
+            return project
+    return projects.order_by("organization__created_at", "created_at").first()
+
+
+# ---------------------------------------------------------------------------------------------
+# API
+# ---------------------------------------------------------------------------------------------
+def principal_of(request: Request) -> User | ApiToken:
+    """Who is asking: the API token if one authenticated the request, else the signed-in user."""
+    return request.auth if isinstance(request.auth, ApiToken) else request.user
+
+
+class TokenScopePermission(permissions.BasePermission):
+    """A token needs the view's scope for the method: `read` to read, `write` to change."""
+
+    def has_permission(self, request: Request, view: object) -> bool:
+        token = request.auth
+        if not isinstance(token, ApiToken):
+            return True
+        scope = view.required_scope(request)
+        if not token.has_scope(scope):
+            raise ApiPermissionDenied(f"This API token lacks the '{scope}' scope.", code="missing_scope")
+        return True
+
+
+class TenantRolePermission(permissions.BasePermission):
+    """Writing to an object needs at least the view's `write_role` in the object's organization."""
+
+    def has_object_permission(self, request: Request, view: object, obj: object) -> bool:
+        if request.method in permissions.SAFE_METHODS:
+            return True  # visibility was already decided by the scoped queryset
+        view.require_role(view.organization_of(obj), view.write_role)
+        return True
+
+
+class TenantScopedViewSetMixin:
+    """Every tenant-owned viewset inherits this; it owns get_queryset and the permissions.
+
+    Subclasses set `queryset` to a model whose manager is a TenantQuerySet and may narrow it in
+    `safely_get_queryset()`. There is no way to get the unscoped queryset through this mixin.
+    """
+
+    write_role: Role = Role.MEMBER
+    read_scope: str = ApiToken.Scope.READ
+    write_scope: str = ApiToken.Scope.WRITE
+    lookup_field = "uuid"
+
+    def get_permissions(self) -> list[permissions.BasePermission]:
+        return [permissions.IsAuthenticated(), TokenScopePermission(), TenantRolePermission()]
+
+    @property
+    def principal(self) -> User | ApiToken:
+        return principal_of(self.request)
+
+    def required_scope(self, request: Request) -> str:
+        return self.read_scope if request.method in permissions.SAFE_METHODS else self.write_scope
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):  # drf-spectacular introspecting, no request
+            return self.queryset.model.objects.none()
+        scoped = self.queryset.model.objects.visible_to(self.principal)
+        return self.safely_get_queryset(scoped)
+
+    def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
+        return queryset
+
+    def organization_of(self, obj: object) -> Organization:
+        return obj.organization
+
+    def require_role(self, organization: Organization, minimum: Role) -> Role:
+        role = organization.role_of(self.principal)
+        if role is None or role < minimum:
+            raise ApiPermissionDenied(
+                f"This needs the {minimum.label.lower()} role or higher in {organization.name}."
+            )
+        return role

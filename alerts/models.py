@@ -1,0 +1,1 @@
+"""Budgets and alerts: models arrive with their issue (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""Benchmarks: models arrive with their issue (see DESIGN.md)."""

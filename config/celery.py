@@ -1,0 +1,31 @@
+"""The Celery app. Tasks live in each app's tasks.py. Periodic tasks are declared here in code;
+django-celery-beat's database scheduler copies them into the database on start, where operators
+can change their intervals in the admin."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("pulse")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# The serverless local broker keeps messages in folders; create them so a fresh checkout runs.
+for _option in ("data_folder_in", "data_folder_out", "processed_folder"):
+    _folder = app.conf.broker_transport_options.get(_option)
+    if _folder:
+        Path(_folder).mkdir(parents=True, exist_ok=True)
+
+# `expires` keeps a stalled beat (or a stopped worker) from piling up copies of the same job.
+app.conf.beat_schedule = {
+    "accounts.expire-invitations": {
+        "task": "accounts.tasks.expire_invitations",
+        "schedule": 60 * 60,
+        "options": {"expires": 30 * 60},
+    },
+}

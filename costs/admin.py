@@ -1,0 +1,1 @@
+"""Admin for this app arrives with its issue."""

@@ -1,0 +1,1 @@
+"""Costs: models arrive with their issue (see DESIGN.md)."""
