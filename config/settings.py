@@ -294,6 +294,7 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+WHITENOISE_USE_FINDERS = not PRODUCTION  # serve straight from static/ without collectstatic locally
 COMPRESS_ENABLED = env.bool("COMPRESS_ENABLED", default=not DEBUG)
 COMPRESS_OFFLINE = env.bool("COMPRESS_OFFLINE", default=PRODUCTION)
 COMPRESS_ROOT = STATIC_ROOT

@@ -1,0 +1,95 @@
+"""Shared fixtures. The personas follow healthchecks' habit: every feature is checked for an
+owner, an admin, a member, a viewer of organization A, and an outsider who owns organization B."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from allauth.account.models import EmailAddress
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from accounts.models import ApiToken, Organization, Project, Role, User
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """allauth's rate limits and DRF's throttles live in Redis; every test starts from zero."""
+    assert settings.REDIS_URL, "the tests run against a real Redis"
+    cache.clear()
+
+
+def make_user(email: str, *, verified: bool = True, **extra: object) -> User:
+    user = User.objects.create_user(email=email, password=PASSWORD, **extra)
+    EmailAddress.objects.create(user=user, email=email, verified=verified, primary=True)
+    return user
+
+
+@dataclass
+class Personas:
+    owner: User
+    admin: User
+    member: User
+    viewer: User
+    outsider: User
+    org: Organization
+    project: Project
+    other_org: Organization
+    other_project: Project
+
+    def user(self, name: str) -> User:
+        return getattr(self, name)
+
+
+@pytest.fixture
+def personas(db: None) -> Personas:
+    owner = make_user("owner@a.example")
+    org = Organization.create_for_owner(owner, name="Acme", project_name="Production")
+    admin = make_user("admin@a.example")
+    member = make_user("member@a.example")
+    viewer = make_user("viewer@a.example")
+    org.add_member(admin, Role.ADMIN)
+    org.add_member(member, Role.MEMBER)
+    org.add_member(viewer, Role.VIEWER)
+    outsider = make_user("outsider@b.example")
+    other_org = Organization.create_for_owner(outsider, name="Bravo", project_name="Bravo prod")
+    return Personas(
+        owner=owner, admin=admin, member=member, viewer=viewer, outsider=outsider,
+        org=org, project=org.projects.get(), other_org=other_org, other_project=other_org.projects.get(),
+    )
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def api_as(personas: Personas):
+    """api_as("viewer") -> an APIClient signed in (session) as that persona."""
+
+    def _client(name: str) -> APIClient:
+        client = APIClient()
+        client.force_authenticate(personas.user(name))
+        return client
+
+    return _client
+
+
+@pytest.fixture
+def token_client(personas: Personas):
+    """token_client(["read"]) -> (APIClient with a Bearer token for Acme/Production, ApiToken)."""
+
+    def _client(scopes: list[str], project: Project | None = None) -> tuple[APIClient, ApiToken]:
+        project = project or personas.project
+        owner = project.organization.memberships.filter(role=Role.OWNER).first().user
+        token, raw = ApiToken.issue(project=project, name="test token", scopes=scopes, by=owner)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        return client, token
+
+    return _client
