@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from cryptography.fernet import Fernet
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
@@ -316,7 +317,15 @@ if PRODUCTION and not CREDENTIALS_ENCRYPTION_KEYS:
     raise ImproperlyConfigured("CREDENTIALS_ENCRYPTION_KEY is required in production (a Fernet key).")
 if not CREDENTIALS_ENCRYPTION_KEYS:
     # A fixed development key so local data stays readable across restarts. Never used in production.
-    CREDENTIALS_ENCRYPTION_KEYS = ["ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZHVjdGlvbg=="]
+    CREDENTIALS_ENCRYPTION_KEYS = ["cHVsc2UtZGV2LW9ubHkta2V5LW5ldmVyLWluLXByb2Q="]
+for _key in CREDENTIALS_ENCRYPTION_KEYS:
+    try:
+        Fernet(_key)
+    except ValueError as _error:
+        raise ImproperlyConfigured(
+            "CREDENTIALS_ENCRYPTION_KEY must be Fernet keys (32 url-safe base64 bytes), comma-separated; "
+            "make one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+        ) from _error
 
 # ---------------------------------------------------------------------------------------------
 # Security
