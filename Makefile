@@ -46,7 +46,7 @@ migrations-check: install-dev
 deploy-check: install-dev
 	PULSE_ENV=production DEBUG=false SECRET_KEY="$$(openssl rand -hex 40)" \
 	CREDENTIALS_ENCRYPTION_KEY="$$($(BIN)/python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
-	ALLOWED_HOSTS=pulse.example.com DATABASE_URL=sqlite:///var/deploy-check.sqlite3 \
+	ALLOWED_HOSTS=pulse.example.com DATABASE_URL=postgres://pulse@db.invalid/pulse REDIS_URL=redis://redis.invalid:6379/0 \
 	$(BIN)/python manage.py check --deploy --fail-level WARNING
 
 clean:

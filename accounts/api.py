@@ -39,6 +39,12 @@ class RoleField(serializers.ChoiceField):
         name = super().to_internal_value(data)
         return Role[name.upper()]
 
+    def get_default(self) -> object:
+        # DRF puts a declared default into validated_data as is, without to_internal_value():
+        # convert it too, or `default="member"` reaches the database as a string.
+        default = super().get_default()
+        return self.to_internal_value(default) if isinstance(default, str) else default
+
 
 # ---------------------------------------------------------------------------------------------
 # Serializers
@@ -211,8 +217,11 @@ class OrganizationViewSet(
     def organization_of(self, obj: Organization) -> Organization:
         return obj
 
+    def create(self, request: Request, *args: object, **kwargs: object) -> Response:
+        self.require_person("create organizations")  # before the body is validated
+        return super().create(request, *args, **kwargs)
+
     def perform_create(self, serializer: OrganizationSerializer) -> None:
-        self.require_person("create organizations")
         data = serializer.validated_data
         organization = Organization.create_for_owner(self.principal, name=data["name"])
         if "time_zone" in data:
@@ -298,13 +307,17 @@ class InvitationViewSet(
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
         return super().safely_get_queryset(queryset).select_related("invited_by")
 
-    def perform_create(self, serializer: InvitationSerializer) -> None:
-        self.require_person("invite people")
+    def create(self, request: Request, *args: object, **kwargs: object) -> Response:
+        # Refuse (404, then 403) before validating the body: a caller who may not invite here
+        # should not get field errors, nor learn anything about the organization.
         organization = self.get_organization()
+        self.require_person("invite people")
         self.require_role(organization, Role.ADMIN)
-        invitation, raw = Invitation.issue(
-            organization, serializer.validated_data["email"], serializer.validated_data["role"], by=self.principal
-        )
+        return super().create(request, *args, **kwargs)
+
+    def perform_create(self, serializer: InvitationSerializer) -> None:
+        data = serializer.validated_data
+        invitation, raw = Invitation.issue(self.get_organization(), data["email"], data["role"], by=self.principal)
         send_invitation(invitation, raw)
         serializer.instance = invitation
 
@@ -334,10 +347,15 @@ class ApiTokenViewSet(
     def get_serializer_class(self) -> type[serializers.Serializer]:
         return NewApiTokenSerializer if self.action == "create" else ApiTokenSerializer
 
-    def perform_create(self, serializer: NewApiTokenSerializer) -> None:
-        self.require_person("create API tokens")
+    def create(self, request: Request, *args: object, **kwargs: object) -> Response:
+        # Refuse (404, then 403) before validating the body, as for invitations.
         project = self.get_project()
+        self.require_person("create API tokens")
         self.require_role(project.organization, Role.MEMBER)
+        return super().create(request, *args, **kwargs)
+
+    def perform_create(self, serializer: NewApiTokenSerializer) -> None:
+        project = self.get_project()
         data = serializer.validated_data
         token, raw = ApiToken.issue(
             project=project, name=data["name"], scopes=list(data["scopes"]),

@@ -126,7 +126,13 @@ def api_tokens(request: HttpRequest, project_uuid: UUID) -> HttpResponse:
     return render(
         request,
         "projects/api_tokens.html",
-        {"project": project, "form": form, "tokens": tokens, "new_token": new_token},
+        {
+            "project": project,
+            "form": form,
+            "tokens": tokens,
+            "new_token": new_token,
+            "can_manage_tokens": request.role >= Role.MEMBER,
+        },
         status=status,
     )
 

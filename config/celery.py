@@ -16,7 +16,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 # The serverless local broker keeps messages in folders; create them so a fresh checkout runs.
-for _option in ("data_folder_in", "data_folder_out", "processed_folder"):
+for _option in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
     _folder = app.conf.broker_transport_options.get(_option)
     if _folder:
         Path(_folder).mkdir(parents=True, exist_ok=True)

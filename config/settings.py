@@ -120,6 +120,8 @@ TEMPLATES = [
 _default_database = (
     "postgres://postgres@127.0.0.1:5432/pulse" if TESTING else f"sqlite:///{VAR_DIR / 'pulse.sqlite3'}"
 )
+if PRODUCTION and not env.str("DATABASE_URL", default=""):
+    raise ImproperlyConfigured("DATABASE_URL is required in production (postgres://…).")
 DATABASES = {"default": env.db_url("DATABASE_URL", default=_default_database)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0 if TESTING else 60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -134,6 +136,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0" if TESTING else "")
+if PRODUCTION and not REDIS_URL:
+    # The serverless filesystem broker and per-process cache are for one laptop, not a deployment.
+    raise ImproperlyConfigured("REDIS_URL is required in production (redis://…).")
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -179,7 +184,6 @@ ACCOUNT_LOGIN_BY_CODE_ENABLED = True
 ACCOUNT_LOGIN_BY_CODE_TIMEOUT = 10 * 60  # the emailed code and the one-click link share it
 ACCOUNT_LOGIN_BY_CODE_MAX_ATTEMPTS = 3
 ACCOUNT_SESSION_REMEMBER = True
-ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Pulse] "
 ACCOUNT_PREVENT_ENUMERATION = True
 ACCOUNT_RATE_LIMITS = {
     # Failed logins per IP and per account; allauth counts and resets on success.
@@ -244,6 +248,7 @@ else:
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),  # else kombu writes ./control/
         "store_processed": False,
     }
 CELERY_TASK_SERIALIZER = "json"

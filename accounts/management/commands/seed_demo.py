@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 
 from allauth.account.models import EmailAddress
@@ -53,7 +54,7 @@ class Command(BaseCommand):
                         f"  Sign in:   {DEMO_EMAIL}  /  {password}   ({'created' if created else 'password reset'})",
                         f"  Project:   {organization.name} / {project.name}",
                         f"  API token: {raw}",
-                        f"  Try:       curl -H 'Authorization: Bearer {raw}' http://127.0.0.1:8000/api/v1/me",
+                        f"  Try:       curl -H 'Authorization: Bearer {raw}' http://127.0.0.1:{os.environ.get('PULSE_PORT', '8000')}/api/v1/me",
                         "",
                     ]
                 )
