@@ -28,4 +28,9 @@ app.conf.beat_schedule = {
         "schedule": 60 * 60,
         "options": {"expires": 30 * 60},
     },
+    "benchmarks.sync-prices": {
+        "task": "benchmarks.tasks.sync_prices",
+        "schedule": 24 * 60 * 60,
+        "options": {"expires": 60 * 60},
+    },
 }
