@@ -222,11 +222,24 @@ class Run(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    schedule_key = models.CharField(
+        max_length=100, blank=True,
+        help_text="Runs of one schedule share a key; at most one of them may be pending or running.",
+    )
 
     objects = RunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # Two workers (or a slow run and the next beat tick) cannot both start a run of the
+            # same schedule: the second insert fails instead of overlapping.
+            models.UniqueConstraint(
+                "schedule_key",
+                condition=models.Q(status__in=["pending", "running"]) & ~models.Q(schedule_key=""),
+                name="run_one_active_per_schedule",
+            ),
+        ]
         indexes = [
             # Run history pages: an organization's (or the public) runs, newest first.
             models.Index(fields=["organization", "-created_at"], name="run_org_created"),

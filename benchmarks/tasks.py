@@ -1,11 +1,38 @@
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
-from . import prices
+from . import execution, prices
+from .models import Run
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="benchmarks.tasks.sync_prices")
 def sync_prices() -> str:
     """Daily: add any new or changed prices from genai-prices' bundled data."""
     return str(prices.sync_prices())
+
+
+@shared_task(name="benchmarks.tasks.run_public_benchmarks", ignore_result=False)
+def run_public_benchmarks() -> str | None:
+    """Every 15 minutes (editable in the admin): benchmark every active public model. Skips,
+    rather than overlaps, when the previous public run is still going."""
+    try:
+        run = execution.start_run(
+            name="Scheduled public benchmark", triggered_by=Run.Trigger.SCHEDULE,
+            schedule_key=execution.PUBLIC_SCHEDULE,
+        )
+    except execution.RunAlreadyActive:
+        logger.info("Public benchmark run skipped: the previous one is still active")
+        return None
+    return str(execution.execute_run(run).uuid)
+
+
+@shared_task(name="benchmarks.tasks.execute_run", ignore_result=False)
+def execute_run(run_uuid: str) -> str:
+    """Execute a run created by "Run now" (page or API)."""
+    run = Run.objects.dangerously_unscoped().select_related("target").get(uuid=run_uuid)
+    return execution.execute_run(run).status

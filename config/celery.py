@@ -28,6 +28,11 @@ app.conf.beat_schedule = {
         "schedule": 60 * 60,
         "options": {"expires": 30 * 60},
     },
+    "benchmarks.public-run": {
+        "task": "benchmarks.tasks.run_public_benchmarks",
+        "schedule": 15 * 60,
+        "options": {"expires": 10 * 60},
+    },
     "benchmarks.sync-prices": {
         "task": "benchmarks.tasks.sync_prices",
         "schedule": 24 * 60 * 60,

@@ -333,6 +333,17 @@ for _key in CREDENTIALS_ENCRYPTION_KEYS:
         ) from _error
 
 # ---------------------------------------------------------------------------------------------
+# Benchmarks
+# ---------------------------------------------------------------------------------------------
+BENCHMARK_PROMPT = env.str(
+    "BENCHMARK_PROMPT",
+    default="Explain, in about 150 words, why time to first token matters for chat applications.",
+)
+BENCHMARK_MAX_TOKENS = env.int("BENCHMARK_MAX_TOKENS", default=256)
+BENCHMARK_TIMEOUT_S = env.float("BENCHMARK_TIMEOUT_S", default=120.0)  # per request, whole response
+BENCHMARK_READ_TIMEOUT_S = env.float("BENCHMARK_READ_TIMEOUT_S", default=30.0)  # silence between chunks
+
+# ---------------------------------------------------------------------------------------------
 # Security
 # ---------------------------------------------------------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True

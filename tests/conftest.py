@@ -3,17 +3,24 @@ owner, an admin, a member, a viewer of organization A, and an outsider who owns 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, Organization, Project, Role, User
 
 PASSWORD = "correct horse battery staple"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -93,3 +100,35 @@ def token_client(personas: Personas):
         return client, token
 
     return _client
+
+
+def database_url_of_test_database() -> str:
+    db = connection.settings_dict
+    user = db["USER"] or "postgres"
+    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
+    return f"postgres://{user}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def worker(settings):
+    """A worker listening on a queue of its own, so no other worker can take our task."""
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "PULSE_ENV": "test",
+        "DATABASE_URL": database_url_of_test_database(),
+        "REDIS_URL": settings.REDIS_URL,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--queues", queue,
+         "--without-gossip", "--without-mingle", "--loglevel=INFO"],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    yield queue
+    process.terminate()
+    try:
+        output, _ = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    print(output[-4000:])  # shown by pytest only when the test fails
