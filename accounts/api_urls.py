@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
 from . import api
@@ -16,5 +16,6 @@ router.register(r"projects/(?P<project_uuid>[^/.]+)/tokens", api.ApiTokenViewSet
 
 urlpatterns = [
     path("me", api.MeView.as_view(), name="api-me"),
+    path("benchmarks/", include("benchmarks.api_urls")),
     *router.urls,
 ]

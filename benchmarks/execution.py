@@ -8,6 +8,7 @@ and stores each result, priced at its own timestamp, as soon as it arrives.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -26,6 +27,8 @@ from .runner import RunTarget, run_targets_sync
 logger = logging.getLogger(__name__)
 
 PUBLIC_SCHEDULE = "public"
+# Called with each stored result and how many of how many are done (e.g. live console progress).
+OnMeasured = Callable[[BenchmarkResult, int, int], None]
 # A run still "running" after this long lost its worker; it no longer blocks its schedule.
 STALE_AFTER = timedelta(hours=1)
 
@@ -126,17 +129,27 @@ def store_result(run: Run, planned: Planned, measurement: Measurement) -> Benchm
     return result
 
 
-def execute_run(run: Run) -> Run:
+def execute_run(run: Run, on_measured: OnMeasured | None = None) -> Run:
     """Measure every planned target concurrently; each result is stored as it arrives, so a
-    page showing the run fills in live. Failures of targets are results; the run finishes."""
+    page showing the run fills in live. Failures of targets are results; the run finishes.
+    `on_measured(result, done, total)` is told of each stored result (its errors are logged)."""
     run.status, run.started_at = Run.Status.RUNNING, timezone.now()
     run.save(update_fields=["status", "started_at"])
     planned = plan(run)
     by_key = {target.key: info for target, info in planned}
-    save = sync_to_async(store_result, thread_sensitive=True)
+    done = 0
+
+    def store(info: Planned, measurement: Measurement) -> None:
+        nonlocal done
+        result = store_result(run, info, measurement)
+        done += 1
+        if on_measured is not None:
+            on_measured(result, done, len(planned))
+
+    save = sync_to_async(store, thread_sensitive=True)
 
     async def on_result(target: RunTarget, measurement: Measurement) -> None:
-        await save(run, by_key[target.key], measurement)
+        await save(by_key[target.key], measurement)
 
     try:
         run_targets_sync([target for target, _ in planned], on_result=on_result)

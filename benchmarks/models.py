@@ -189,6 +189,11 @@ class Target(models.Model):
     def set_api_key(self, raw: str) -> None:
         self.api_key = credentials.encrypt(raw) if raw else ""
 
+    @property
+    def schedule_key(self) -> str:
+        """Runs of this target share it, so two of them are never active at once."""
+        return f"target:{self.uuid}"
+
 
 class RunQuerySet(TenantQuerySet):
     def public(self) -> RunQuerySet:

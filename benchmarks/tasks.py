@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from . import execution, prices
+from . import discovery, execution, prices
 from .models import Run
 
 logger = logging.getLogger(__name__)
@@ -14,6 +14,12 @@ logger = logging.getLogger(__name__)
 def sync_prices() -> str:
     """Daily: add any new or changed prices from genai-prices' bundled data."""
     return str(prices.sync_prices())
+
+
+@shared_task(name="benchmarks.tasks.sync_models")
+def sync_models() -> str:
+    """Weekly: list each active provider's models; add new ones (inactive), mark vanished ones."""
+    return str(discovery.sync_models())
 
 
 @shared_task(name="benchmarks.tasks.run_public_benchmarks", ignore_result=False)

@@ -33,6 +33,11 @@ app.conf.beat_schedule = {
         "schedule": 15 * 60,
         "options": {"expires": 10 * 60},
     },
+    "benchmarks.sync-models": {
+        "task": "benchmarks.tasks.sync_models",
+        "schedule": 7 * 24 * 60 * 60,
+        "options": {"expires": 6 * 60 * 60},
+    },
     "benchmarks.sync-prices": {
         "task": "benchmarks.tasks.sync_prices",
         "schedule": 24 * 60 * 60,

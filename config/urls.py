@@ -20,5 +20,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("alerts/", include("alerts.urls")),
+    path("", include("benchmarks.urls")),
     path("", include("accounts.urls")),
 ]

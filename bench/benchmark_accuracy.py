@@ -1,0 +1,316 @@
+"""How accurate and how concurrent is Pulse's benchmark runner? Checked against the simulated
+provider's own send stamps, with the simulator in a separate process (as a real provider is), so
+client and server do not share a GIL.
+
+    .venv/bin/python bench/benchmark_accuracy.py            # ~3 minutes
+    .venv/bin/python bench/benchmark_accuracy.py --quick    # ~40 seconds
+
+(a) TTFT and TPS measurement error versus the server's truth at 1, 16 and 64 concurrent streams.
+    TTFT error = measured ttft_ms - (first_content_sent_ns - request_sent_ns) / 1e6: what the
+    client adds on top of the wire (reading, parsing, waiting for the event loop). TPS truth is
+    (tokens - 1) / (last_content_sent - first_content_sent) from the server's stamps. Every request
+    asks for its own model name (all with the same profile), which is how a measurement is matched
+    to the simulator's log entry: Measurement does not carry the response's request id.
+(b) One run of 100 mixed targets versus its slowest target run alone (DESIGN target <= 1.2x), and
+    the sequential time the seed engine would take (estimated from single runs, or measured with
+    --sequential).
+
+Targets (DESIGN.md): TTFT error mean < 1 ms and p99 < 3 ms at <= 16 streams; a run <= 1.2x its
+slowest target. Loopback only; every loop is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.providers import Measurement, StreamRequest  # noqa: E402
+from benchmarks.runner import RunTarget, run_targets_sync  # noqa: E402
+from benchmarks.simulator import base_url_for  # noqa: E402
+
+KINDS = ("openai_compatible", "anthropic", "gemini")
+
+# (a): a short, steady stream (40 ms TTFT, 24 tokens, 8 ms apart ~ 125 tokens/s).
+ACCURACY_PROFILE = {"ttft_ms": 40, "inter_token_ms": 8, "output_tokens": 24}
+
+# (b): a mix whose slowest member (mix-slow: 600 ms + 63 x 20 ms) takes ~1.9 s alone.
+MIX_PROFILES = {
+    "mix-fast": {"ttft_ms": 50, "inter_token_ms": 5, "output_tokens": 64},
+    "mix-medium": {"ttft_ms": 200, "inter_token_ms": 12, "output_tokens": 96},
+    "mix-bundled": {"ttft_ms": 120, "inter_token_ms": 8, "output_tokens": 128, "tokens_per_chunk": 4},
+    "mix-reasoning": {"ttft_ms": 300, "inter_token_ms": 10, "output_tokens": 64, "reasoning_tokens": 32},
+    "mix-slow": {"ttft_ms": 600, "inter_token_ms": 20, "output_tokens": 64},
+}
+SLOWEST = "mix-slow"
+RUN_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Plan:
+    single_samples: int  # (a) sequential single-stream requests
+    rounds: int  # (a) rounds at 16 and at 64 streams
+    run_reps: int  # (b) repetitions of the 100-target run and of the slowest alone
+    sequential: bool  # (b) really run the 100 targets one by one
+
+
+# --------------------------------------------------------------------------- the simulator
+
+
+class SimulatorProcess:
+    """`manage.py simulate_provider` in its own process, with extra profiles from a JSON file."""
+
+    def __init__(self, profiles: dict[str, dict]) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="pulse-bench-")
+        self.profiles_path = Path(self._dir.name) / "profiles.json"
+        self.profiles_path.write_text(json.dumps(profiles))
+        self.output_path = Path(self._dir.name) / "simulator.out"
+        self.process: subprocess.Popen | None = None
+        self.root = ""
+
+    def __enter__(self) -> SimulatorProcess:
+        port = free_port()
+        self.root = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+        with self.output_path.open("wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", "simulate_provider", "--port", str(port),
+                 "--profiles", str(self.profiles_path)],
+                cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                httpx.get(f"{self.root}/_sim/requests", timeout=1).raise_for_status()
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError(f"the simulator did not start:\n{self.output_path.read_text()}")
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._dir.cleanup()
+
+    def base_url_for(self, kind: str) -> str:
+        return base_url_for(self.root, kind)
+
+    def log_by_model(self) -> dict[str, dict]:
+        records = httpx.get(f"{self.root}/_sim/requests", timeout=30).json()
+        return {record["model"]: record for record in records}
+
+    def clear(self) -> None:
+        httpx.delete(f"{self.root}/_sim/requests", timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def target(sim: SimulatorProcess, kind: str, model: str, key: str) -> RunTarget:
+    request = StreamRequest(
+        base_url=sim.base_url_for(kind), api_key="sk-bench", model=model,
+        prompt="Explain time to first token in one paragraph.", max_tokens=1024,
+        read_timeout_s=30, total_timeout_s=60,
+    )
+    return RunTarget(key=key, kind=kind, request=request)
+
+
+def timed_run(targets: list[RunTarget]) -> tuple[float, list[tuple[RunTarget, Measurement]]]:
+    started = time.perf_counter()
+    results = run_targets_sync(targets)
+    return time.perf_counter() - started, results
+
+
+@dataclass
+class Errors:
+    ttft_ms: list[float]
+    tps_rel: list[float]
+    failures: int
+
+
+def compare_with_truth(results: Iterable[tuple[RunTarget, Measurement]], log: dict[str, dict]) -> Errors:
+    errors = Errors([], [], 0)
+    for _, m in results:
+        truth = log.get(m.model)
+        if not m.success or truth is None or truth["first_content_sent_ns"] is None:
+            errors.failures += 1
+            continue
+        true_ttft_ms = (truth["first_content_sent_ns"] - m.request_sent_ns) / 1e6
+        errors.ttft_ms.append(m.ttft_ms - true_ttft_ms)
+        tokens = truth["output_tokens"] + truth["reasoning_tokens"]
+        span_s = (truth["last_content_sent_ns"] - truth["first_content_sent_ns"]) / 1e9
+        if m.tps is not None and tokens > 1 and span_s > 0:
+            errors.tps_rel.append(m.tps / ((tokens - 1) / span_s) - 1)
+    return errors
+
+
+def p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[98] if len(values) > 1 else values[0]
+
+
+def accuracy(sim: SimulatorProcess, plan: Plan) -> dict[int, Errors]:
+    levels = {1: plan.single_samples, 16: plan.rounds, 64: plan.rounds}  # streams -> rounds
+    out: dict[int, Errors] = {}
+    for streams, rounds in levels.items():
+        sim.clear()
+        results = []
+        for r in range(rounds):
+            names = [f"acc-c{streams}-r{r}-i{i}" for i in range(streams)]
+            targets = [target(sim, KINDS[(r + i) % 3], name, name) for i, name in enumerate(names)]
+            results += timed_run(targets)[1]
+        out[streams] = compare_with_truth(results, sim.log_by_model())
+    return out
+
+
+@dataclass
+class RunReport:
+    slowest_alone_s: list[float]
+    run_s: list[float]
+    sequential_s: float
+    sequential_measured: bool
+    successes: int
+    total: int
+    ttft: Errors
+
+
+def mixed_targets(sim: SimulatorProcess, rep: int) -> list[RunTarget]:
+    names = list(MIX_PROFILES)
+    return [
+        target(sim, KINDS[i % 3], f"{names[i % len(names)]}-b{rep}-{i}", f"{i}")
+        for i in range(RUN_SIZE)
+    ]
+
+
+def concurrency(sim: SimulatorProcess, plan: Plan) -> RunReport:
+    timed_run([target(sim, "openai_compatible", "mix-fast", "warm-up")])
+    slowest_alone = [
+        timed_run([target(sim, kind, SLOWEST, "slowest")])[0]
+        for kind in (KINDS * plan.run_reps)[: max(3, plan.run_reps)]
+    ]
+    sim.clear()
+    run_s, all_results = [], []
+    for rep in range(plan.run_reps):
+        elapsed, results = timed_run(mixed_targets(sim, rep))
+        run_s.append(elapsed)
+        all_results += results
+    ttft = compare_with_truth(all_results, sim.log_by_model())
+    successes = sum(m.success for _, m in all_results)
+
+    one_run = mixed_targets(sim, plan.run_reps)  # names unused so far; the log is not read again
+    if plan.sequential:
+        sequential = sum(timed_run([t])[0] for t in one_run)
+    else:  # the sum of single times, one single run per (kind, profile) combination
+        single: dict[tuple[str, str], float] = {}
+        for t in one_run:
+            combo = (t.kind, t.request.model.split("-b")[0])
+            if combo not in single:
+                single[combo] = timed_run([t])[0]
+        sequential = sum(single[(t.kind, t.request.model.split("-b")[0])] for t in one_run)
+    return RunReport(slowest_alone, run_s, sequential, plan.sequential, successes, len(all_results), ttft)
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def stats_row(label: str, values: list[float], scale: float = 1.0, fmt: str = "{:8.3f}") -> str:
+    if not values:
+        return f"{label:<22} (no samples)"
+    scaled = [v * scale for v in values]
+    parts = [statistics.fmean(scaled), statistics.median(scaled), p99(scaled), max(scaled), min(scaled)]
+    return f"{label:<22}" + "".join(fmt.format(p) for p in parts)
+
+
+def report(acc: dict[int, Errors], run: RunReport) -> bool:
+    print("\n(a) Measurement error versus the simulator's send stamps (client minus server truth)")
+    print(f"{'':<22}{'mean':>8}{'median':>8}{'p99':>8}{'max':>8}{'min':>8}")
+    verdicts = []
+    for streams, errors in acc.items():
+        n = len(errors.ttft_ms)
+        print(stats_row(f"TTFT ms  {streams:>2} streams", errors.ttft_ms) + f"   n={n}, failed={errors.failures}")
+        print(stats_row(f"TPS %    {streams:>2} streams", errors.tps_rel, 100))
+        if streams <= 16 and n:
+            mean, high = statistics.fmean(errors.ttft_ms), p99(errors.ttft_ms)
+            verdicts.append((f"TTFT error at {streams} stream(s): mean {mean:.3f} ms < 1, p99 {high:.3f} ms < 3",
+                             mean < 1 and high < 3 and errors.failures == 0))
+    alone = statistics.median(run.slowest_alone_s)
+    together = statistics.median(run.run_s)
+    ratio = together / alone
+    print(f"\n(b) One run of {RUN_SIZE} mixed targets ({', '.join(MIX_PROFILES)} x 3 wire formats)")
+    print(f"{'slowest target alone':<34}{alone:8.3f} s   (median of {len(run.slowest_alone_s)}: "
+          + ", ".join(f"{s:.3f}" for s in run.slowest_alone_s) + ")")
+    print(f"{'all 100 concurrently':<34}{together:8.3f} s   (median of {len(run.run_s)}: "
+          + ", ".join(f"{s:.3f}" for s in run.run_s) + ")")
+    print(f"{'ratio':<34}{ratio:8.3f} x   (target <= 1.2)")
+    how = "measured" if run.sequential_measured else "estimated: sum of single-target times"
+    print(f"{'100 sequentially (seed engine)':<34}{run.sequential_s:8.3f} s   ({how}; "
+          f"{run.sequential_s / together:.0f}x the concurrent run)")
+    print(f"{'results':<34}{run.successes}/{run.total} successful")
+    print(stats_row("TTFT error ms in runs", run.ttft.ttft_ms) + f"   (mean/median/p99/max/min, n={len(run.ttft.ttft_ms)})")
+    verdicts.append((f"run of {RUN_SIZE}: {ratio:.3f}x the slowest target <= 1.2x", ratio <= 1.2 and run.successes == run.total))
+
+    print("\nVerdict")
+    for text, ok in verdicts:
+        print(f"  {'PASS' if ok else 'MISS'}  {text}")
+    return all(ok for _, ok in verdicts)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer samples (~40 s)")
+    parser.add_argument("--sequential", action="store_true", help="really run the 100 targets one by one (~2 min)")
+    args = parser.parse_args()
+    plan = (Plan(single_samples=50, rounds=3, run_reps=2, sequential=args.sequential) if args.quick
+            else Plan(single_samples=200, rounds=10, run_reps=5, sequential=args.sequential))
+
+    profiles = {f"acc-c1-r{r}-i0": ACCURACY_PROFILE for r in range(plan.single_samples)}
+    for streams in (16, 64):
+        profiles |= {f"acc-c{streams}-r{r}-i{i}": ACCURACY_PROFILE for r in range(plan.rounds) for i in range(streams)}
+    profiles |= MIX_PROFILES
+    for rep in range(plan.run_reps + 1):
+        for t_index in range(RUN_SIZE):
+            name = list(MIX_PROFILES)[t_index % len(MIX_PROFILES)]
+            profiles[f"{name}-b{rep}-{t_index}"] = MIX_PROFILES[name]
+
+    print(f"Pulse benchmark runner accuracy ({'quick' if args.quick else 'full'}): python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} CPUs, simulator in a separate process")
+    print(f"(a) profile {ACCURACY_PROFILE}: {plan.single_samples} single requests, "
+          f"{plan.rounds} rounds of 16 and of 64 concurrent streams")
+    started = time.monotonic()
+    with SimulatorProcess(profiles) as sim:
+        acc = accuracy(sim, plan)
+        run = concurrency(sim, plan)
+    ok = report(acc, run)
+    print(f"\n(total bench time {time.monotonic() - started:.0f} s)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,476 @@
+"""REST API for benchmarks, under /api/v1/benchmarks/.
+
+- `providers`, `models` (+ `models/{uuid}/prices`): the public catalog, readable by anyone signed in.
+- `targets`: an organization's private endpoints (CRUD; the API key is write-only).
+- `runs`: run history (yours, or `?public=true`), a run's results, and "run now".
+- `results`: measurements, filtered and paginated (yours, or `?public=true`).
+- `stats`: per-model statistics over 24h / 7d / 30d.
+
+Tenant data goes through TenantScopedViewSetMixin (via accounts.api.TenantViewSet); the public
+set (organization empty) is selected explicitly with `?public=true`, never by widening a scope.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models import Prefetch, Q, QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.generics import GenericAPIView
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.api import TenantViewSet
+from accounts.models import Organization, Role, User
+from accounts.tenancy import TenantScopedViewSetMixin
+
+from . import execution, statistics, tasks
+from .models import BenchmarkResult, Model, Price, Provider, ProviderKind, Run, Target
+
+STAT_RANGES = list(statistics.RANGES)
+PUBLIC_PARAMETER = OpenApiParameter(
+    "public", OpenApiTypes.BOOL, OpenApiParameter.QUERY,
+    description="true: the public benchmarks (shown to everyone) instead of your organizations' own.",
+)
+
+
+def wants_public(request: Request) -> bool:
+    value = request.query_params.get("public", "").strip().lower()
+    if value in ("", "false", "0", "no"):
+        return False
+    if value in ("true", "1", "yes"):
+        return True
+    raise serializers.ValidationError({"public": "Must be true or false."})
+
+
+def mine_or_public(model: type[Run] | type[BenchmarkResult], scoped: QuerySet) -> QuerySet:
+    """Rows of `scoped` (already tenant-scoped) plus the public ones (organization empty)."""
+    return model.objects.filter(Q(pk__in=scoped.values("pk")) | Q(organization__isnull=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Serializers
+# ---------------------------------------------------------------------------------------------
+class ProviderSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Provider
+        fields = ["uuid", "name", "kind", "base_url", "is_aggregator", "is_active", "created_at"]
+        read_only_fields = fields
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    provider = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
+    provider_name = serializers.CharField(source="provider.name", read_only=True)
+
+    class Meta:
+        model = Model
+        fields = [
+            "uuid", "provider", "provider_name", "name", "display_name", "context_window",
+            "is_active", "is_available", "first_seen_at", "last_seen_at",
+        ]
+        read_only_fields = fields
+
+
+class PriceSerializer(serializers.ModelSerializer):
+    blended_mtok = serializers.DecimalField(
+        max_digits=20, decimal_places=6, read_only=True, help_text="USD per million tokens, 3:1 input:output."
+    )
+
+    class Meta:
+        model = Price
+        fields = [
+            "input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "blended_mtok",
+            "valid_from", "source",
+        ]
+        read_only_fields = fields
+
+
+class TargetSerializer(serializers.ModelSerializer):
+    organization = serializers.SlugRelatedField(slug_field="uuid", queryset=Organization.objects.none())
+    kind = serializers.ChoiceField(choices=ProviderKind.choices)
+    api_key = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, max_length=1000, trim_whitespace=True,
+        help_text="Stored encrypted and never returned; send an empty string to remove it.",
+    )
+    has_api_key = serializers.SerializerMethodField(help_text="Whether an API key is stored.")
+    model_names = serializers.ListField(
+        child=serializers.CharField(max_length=200, allow_blank=False), allow_empty=False, max_length=100,
+        help_text="Model names to benchmark at this endpoint.",
+    )
+    max_tokens = serializers.IntegerField(min_value=1, max_value=32768, required=False)
+    interval_minutes = serializers.IntegerField(min_value=5, max_value=1440, required=False)
+
+    class Meta:
+        model = Target
+        fields = [
+            "uuid", "organization", "name", "kind", "base_url", "api_key", "has_api_key", "model_names",
+            "prompt", "max_tokens", "interval_minutes", "is_enabled", "created_at",
+        ]
+        read_only_fields = ["uuid", "has_api_key", "created_at"]
+        validators: list = []  # the name clash is reported on "name" by validate()
+
+    def get_fields(self) -> dict:
+        fields = super().get_fields()
+        # Only organizations the caller can see are valid; others read as "not found".
+        principal = self.context.get("principal")  # absent while the OpenAPI schema is generated
+        if principal is not None:
+            fields["organization"].queryset = Organization.objects.visible_to(principal)
+        if self.instance is not None:
+            fields["organization"].read_only = True  # targets do not move between tenants
+        return fields
+
+    def get_has_api_key(self, target: Target) -> bool:
+        return bool(target.api_key)
+
+    def validate(self, attrs: dict) -> dict:
+        organization = attrs.get("organization") or self.instance.organization
+        name = attrs.get("name")
+        if name is not None:
+            clash = Target.objects.filter(organization=organization, name=name)
+            if self.instance is not None:
+                clash = clash.exclude(pk=self.instance.pk)
+            if clash.exists():
+                raise serializers.ValidationError({"name": f"{organization.name} already has a target named {name!r}."})
+        return attrs
+
+    def _save(self, target: Target, validated_data: dict) -> Target:
+        api_key = validated_data.pop("api_key", None)
+        for field, value in validated_data.items():
+            setattr(target, field, value)
+        if api_key is not None:
+            target.set_api_key(api_key)
+        target.save()
+        return target
+
+    def create(self, validated_data: dict) -> Target:
+        return self._save(Target(), validated_data)
+
+    def update(self, instance: Target, validated_data: dict) -> Target:
+        return self._save(instance, validated_data)
+
+
+class ResultSerializer(serializers.ModelSerializer):
+    run = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
+    provider = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
+    model = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
+    target = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
+
+    class Meta:
+        model = BenchmarkResult
+        fields = [
+            "uuid", "run", "provider", "model", "target", "provider_name", "model_name",
+            "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "token_count_source",
+            "total_latency_ms", "ttft_ms", "tps", "mean_inter_chunk_ms", "chunk_count",
+            "status_code", "success", "error_kind", "error_message", "retry_after_s",
+            "cost_usd", "is_priced", "created_at",
+        ]
+        read_only_fields = fields
+
+
+class RunResultSerializer(ResultSerializer):
+    """A result inside its run: the run is implied."""
+
+    class Meta(ResultSerializer.Meta):
+        fields = [f for f in ResultSerializer.Meta.fields if f != "run"]
+        read_only_fields = fields
+
+
+class RunSerializer(serializers.ModelSerializer):
+    organization = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
+    target = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
+
+    class Meta:
+        model = Run
+        fields = [
+            "uuid", "name", "organization", "target", "triggered_by", "status",
+            "created_at", "started_at", "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class RunDetailSerializer(RunSerializer):
+    results = RunResultSerializer(many=True, read_only=True)
+
+    class Meta(RunSerializer.Meta):
+        fields = [*RunSerializer.Meta.fields, "results"]
+        read_only_fields = fields
+
+
+class RunCreateSerializer(serializers.Serializer):
+    target = serializers.SlugRelatedField(
+        slug_field="uuid", queryset=Target.objects.none(), help_text="The private target to benchmark now."
+    )
+
+    def get_fields(self) -> dict:
+        fields = super().get_fields()
+        principal = self.context.get("principal")
+        if principal is not None:
+            fields["target"].queryset = Target.objects.visible_to(principal).select_related("organization")
+        return fields
+
+
+class ResultFilterSerializer(serializers.Serializer):
+    model = serializers.UUIDField(required=False, help_text="Only this model's results.")
+    provider = serializers.UUIDField(required=False, help_text="Only this provider's results.")
+    target = serializers.UUIDField(required=False, help_text="Only this private target's results.")
+    success = serializers.BooleanField(required=False, help_text="Only successes (true) or failures (false).")
+    since = serializers.DateTimeField(required=False, help_text="ISO 8601; results at or after this time.")
+    until = serializers.DateTimeField(required=False, help_text="ISO 8601; results before this time.")
+    public = serializers.BooleanField(required=False, help_text="true: the public benchmarks' results.")
+
+    def validate(self, attrs: dict) -> dict:
+        if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
+            raise serializers.ValidationError({"until": "Must be after since."})
+        return attrs
+
+
+class ModelFilterSerializer(serializers.Serializer):
+    provider = serializers.UUIDField(required=False)
+    active = serializers.BooleanField(required=False)
+
+
+class StatsQuerySerializer(serializers.Serializer):
+    range = serializers.ChoiceField(choices=STAT_RANGES, default="24h", help_text="The time window.")
+    public = serializers.BooleanField(default=False, help_text="true: the public benchmarks' statistics.")
+
+
+class ModelStatsSerializer(serializers.Serializer):
+    model_uuid = serializers.UUIDField(allow_null=True)
+    model_name = serializers.CharField()
+    provider_name = serializers.CharField()
+    is_aggregator = serializers.BooleanField()
+    samples = serializers.IntegerField()
+    successes = serializers.IntegerField()
+    error_rate = serializers.FloatField(help_text="Failures / samples, 0..1.")
+    ttft_p50_ms = serializers.FloatField(allow_null=True)
+    ttft_p95_ms = serializers.FloatField(allow_null=True)
+    tps_p50 = serializers.FloatField(allow_null=True)
+    tps_p95 = serializers.FloatField(allow_null=True)
+    latency_p50_ms = serializers.FloatField(allow_null=True)
+    latency_p95_ms = serializers.FloatField(allow_null=True)
+    jitter_ms = serializers.FloatField(allow_null=True, help_text="Standard deviation of total latency.")
+    jitter_light = serializers.CharField(allow_null=True, help_text="green < 200 ms, yellow 200–500, red > 500.")
+    cost_per_request_usd = serializers.DecimalField(max_digits=30, decimal_places=10, allow_null=True)
+    blended_mtok_usd = serializers.DecimalField(max_digits=30, decimal_places=6, allow_null=True)
+    value_score = serializers.FloatField(allow_null=True, help_text="TPS per blended $/Mtok.")
+
+
+class StatsSerializer(serializers.Serializer):
+    range = serializers.ChoiceField(choices=STAT_RANGES)
+    since = serializers.DateTimeField()
+    public = serializers.BooleanField()
+    models = ModelStatsSerializer(many=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+# ---------------------------------------------------------------------------------------------
+# The public catalog
+# ---------------------------------------------------------------------------------------------
+class ProviderViewSet(viewsets.ReadOnlyModelViewSet):
+    """Providers benchmarked publicly (the catalog; no credentials are exposed)."""
+
+    queryset = Provider.objects.all()
+    serializer_class = ProviderSerializer
+    permission_classes = [IsAuthenticated]
+    lookup_field = "uuid"
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("provider", OpenApiTypes.UUID, OpenApiParameter.QUERY, description="Only this provider's models."),
+            OpenApiParameter("active", OpenApiTypes.BOOL, OpenApiParameter.QUERY,
+                             description="true: only models on the public benchmark schedule; false: only the others."),
+        ]
+    )
+)
+class ModelViewSet(viewsets.ReadOnlyModelViewSet):
+    """Models of the catalog, and their price history."""
+
+    queryset = Model.objects.select_related("provider")
+    serializer_class = ModelSerializer
+    permission_classes = [IsAuthenticated]
+    lookup_field = "uuid"
+
+    def get_queryset(self) -> QuerySet:
+        queryset = super().get_queryset()
+        if self.action != "list" or getattr(self, "swagger_fake_view", False):
+            return queryset
+        params = ModelFilterSerializer(data=self.request.query_params.dict())
+        params.is_valid(raise_exception=True)
+        if "provider" in params.validated_data:
+            queryset = queryset.filter(provider__uuid=params.validated_data["provider"])
+        if "active" in params.validated_data:
+            queryset = queryset.filter(is_active=params.validated_data["active"])
+        return queryset
+
+    @extend_schema(responses=PriceSerializer(many=True), summary="A model's price history, newest first")
+    @action(detail=True, methods=["get"], serializer_class=PriceSerializer)
+    def prices(self, request: Request, uuid: str | None = None) -> Response:
+        model = self.get_object()
+        prices = Price.objects.filter(model=model).order_by("-valid_from", "-id")
+        page = self.paginate_queryset(prices)
+        serializer = PriceSerializer(page if page is not None else prices, many=True)
+        return self.get_paginated_response(serializer.data) if page is not None else Response(serializer.data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tenant data
+# ---------------------------------------------------------------------------------------------
+class TargetViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+    mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet,
+):
+    """Your organizations' private benchmark targets. Members and up may change them."""
+
+    queryset = Target.objects.all()
+    serializer_class = TargetSerializer
+    write_role = Role.MEMBER
+    http_method_names = ["get", "post", "patch", "put", "delete", "head", "options"]
+
+    def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
+        return queryset.select_related("organization")
+
+    def perform_create(self, serializer: TargetSerializer) -> None:
+        self.require_role(serializer.validated_data["organization"], Role.MEMBER)
+        serializer.save(created_by=self.principal if isinstance(self.principal, User) else None)
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[PUBLIC_PARAMETER]),
+    retrieve=extend_schema(description="A run of yours or a public run, with its results."),
+)
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, TenantViewSet):
+    """Benchmark runs: your organizations' (or, with `?public=true`, the public ones)."""
+
+    queryset = Run.objects.all()
+    serializer_class = RunSerializer
+    write_role = Role.MEMBER
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):
+            return super().get_queryset()
+        if self.action == "list" and wants_public(self.request):
+            return self.safely_get_queryset(Run.objects.public())
+        if self.action == "retrieve":
+            return self.safely_get_queryset(mine_or_public(Run, super().get_queryset()))
+        return super().get_queryset()
+
+    def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
+        queryset = queryset.select_related("organization", "target")
+        if self.action == "retrieve":
+            results = BenchmarkResult.objects.select_related("provider", "model", "target").order_by("created_at")
+            queryset = queryset.prefetch_related(Prefetch("results", queryset=results))
+        return queryset
+
+    def get_serializer_class(self) -> type[serializers.Serializer]:
+        if self.action == "create":
+            return RunCreateSerializer
+        return RunDetailSerializer if self.action == "retrieve" else RunSerializer
+
+    def organization_of(self, obj: Run) -> Organization | None:
+        return obj.organization
+
+    @extend_schema(
+        summary="Run now",
+        description="Benchmark a private target now (needs the member role in its organization). "
+        "The run is queued and returned as pending; follow it at /runs/{uuid}.",
+        request=RunCreateSerializer,
+        responses={
+            202: RunSerializer,
+            400: OpenApiResponse(description="Unknown target (or one you cannot see)."),
+            403: OpenApiResponse(description="Too weak a role, or a token without the write scope."),
+            409: OpenApiResponse(ErrorSerializer, description="A run of this target is already pending or running."),
+        },
+    )
+    def create(self, request: Request, *args: object, **kwargs: object) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        target: Target = serializer.validated_data["target"]
+        self.require_role(target.organization, Role.MEMBER)
+        try:
+            run = execution.start_run(
+                name=f"Run now: {target.name}", triggered_by=Run.Trigger.API, organization=target.organization,
+                target=target, created_by=self.principal if isinstance(self.principal, User) else None,
+                schedule_key=target.schedule_key,
+            )
+        except execution.RunAlreadyActive:
+            return Response(
+                {"detail": f"A run of {target.name} is already pending or running; wait for it to finish."},
+                status=status.HTTP_409_CONFLICT,
+            )
+        run_uuid = str(run.uuid)
+        # Queue only once the run is committed, or the worker may not find it.
+        transaction.on_commit(lambda: tasks.execute_run.delay(run_uuid))
+        return Response(RunSerializer(run, context=self.get_serializer_context()).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema_view(list=extend_schema(parameters=[ResultFilterSerializer]))
+class ResultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
+    """Benchmark results, newest first: your organizations' (or, with `?public=true`, the public ones)."""
+
+    queryset = BenchmarkResult.objects.all()
+    serializer_class = ResultSerializer
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):
+            return super().get_queryset()
+        if self.action != "list":
+            return self.safely_get_queryset(mine_or_public(BenchmarkResult, super().get_queryset()))
+        params = ResultFilterSerializer(data=self.request.query_params.dict())
+        params.is_valid(raise_exception=True)
+        filters = params.validated_data
+        if filters.get("public"):
+            queryset = self.safely_get_queryset(BenchmarkResult.objects.public())
+        else:
+            queryset = super().get_queryset()
+        lookups = {
+            "model": "model__uuid", "provider": "provider__uuid", "target": "target__uuid",
+            "success": "success", "since": "created_at__gte", "until": "created_at__lt",
+        }
+        return queryset.filter(**{lookup: filters[name] for name, lookup in lookups.items() if name in filters})
+
+    def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
+        return queryset.select_related("run", "provider", "model", "target")
+
+    def organization_of(self, obj: BenchmarkResult) -> Organization | None:
+        return obj.organization
+
+
+class StatsView(TenantScopedViewSetMixin, GenericAPIView):
+    """Per-model statistics: p50/p95 TTFT, TPS and latency, jitter, error rate, cost, value."""
+
+    queryset = BenchmarkResult.objects.all()
+    serializer_class = StatsSerializer
+    pagination_class = None
+
+    @extend_schema(
+        parameters=[StatsQuerySerializer],
+        responses={200: StatsSerializer, 400: OpenApiResponse(description="Unknown range.")},
+    )
+    def get(self, request: Request) -> Response:
+        params = StatsQuerySerializer(data=request.query_params.dict())
+        params.is_valid(raise_exception=True)
+        range_key, public = params.validated_data["range"], params.validated_data["public"]
+        try:
+            since = statistics.since_for(range_key)
+        except ValueError as error:
+            raise serializers.ValidationError({"range": str(error)}) from error
+        if public:
+            results = BenchmarkResult.objects.public()
+        else:
+            results = self.get_queryset()
+        stats = statistics.model_stats(results, since)
+        data = {"range": range_key, "since": since, "public": public, "models": stats}
+        return Response(StatsSerializer(data).data)

@@ -1,0 +1,145 @@
+"""Run every target of one benchmark run at once, on one event loop, independent of the database.
+
+    results = run_targets_sync(targets, on_result=show_progress)   # [(target, Measurement), ...]
+
+The caller (a Celery task, a management command, a bench script) builds the `RunTarget`s and stores
+the `Measurement`s; this module only measures, following the runner rules in DESIGN.md:
+
+- all targets start together (a semaphore caps only very large runs), so a run takes about as long
+  as its slowest target rather than the sum of all of them;
+- one shared `httpx.AsyncClient` whose pool is as wide as the run, so no target ever waits for a
+  connection (HTTP/1.1: one stream per connection, which keeps each stream's timing independent
+  of the others'; see `pool_limits` for why connections are not kept alive within a run);
+- each target is bounded by its own `StreamRequest` timeouts (the adapter enforces them);
+- a failure is a result: nothing one target does (or the `on_result` callback does for it) can
+  cancel or crash another;
+- a unique prompt per request (a short random nonce line in front), so a provider's prompt cache
+  cannot make one run's TTFT look better than another's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+
+from .providers import ErrorKind, Measurement, StreamRequest, adapter_for
+
+logger = logging.getLogger(__name__)
+
+OnResult = Callable[["RunTarget", Measurement], Awaitable[None] | None]
+
+DEFAULT_MAX_CONCURRENCY = 256
+
+
+@dataclass(frozen=True)
+class RunTarget:
+    """One thing to measure in a run. `key` is the caller's own id (e.g. a Model's pk)."""
+
+    key: str
+    kind: str  # a provider kind, see benchmarks.providers.ADAPTERS
+    request: StreamRequest
+    unique_prompt: bool = True
+
+    def prompt_for(self, nonce: str) -> str:
+        """The prompt actually sent: with a nonce line in front when `unique_prompt` is set.
+
+        In front, not behind, because provider prompt caches match on prefixes."""
+        if not self.unique_prompt:
+            return self.request.prompt
+        return f"[run {nonce}] {self.request.prompt}"
+
+
+def pool_limits(width: int) -> httpx.Limits:
+    """As many connections as targets in flight, so no target queues for one (the wait would be
+    counted as its TTFT); pool timeouts are the adapter's per-request timeouts.
+
+    No idle keep-alive connections within a run, deliberately:
+    - every target then pays exactly one fresh connection setup inside its TTFT, also in the later
+      waves of a run wider than `max_concurrency` (a reused connection would make those look
+      faster than the first wave's for no reason of the provider's own);
+    - httpcore's pool rescans every connection, probing each idle one's socket, whenever any
+      response closes: with a run's worth of idle connections kept, that work grows with the
+      square of the run and lands while the slower targets are still streaming (measured against
+      the simulator in a separate process: a 100-target run took ~6 % longer, with 10-15 % more
+      client CPU and a larger TTFT error, when idle connections were kept).
+    Connections live as long as their one request; reuse across runs needs a long-lived client
+    and a way to report connection setup apart from TTFT (see DESIGN.md, measurement rules).
+    """
+    return httpx.Limits(max_connections=width, max_keepalive_connections=0)
+
+
+def new_run_id() -> str:
+    """Random per run; combined with each target's position it makes every nonce unique."""
+    return secrets.token_hex(3)
+
+
+async def run_targets(
+    targets: Sequence[RunTarget],
+    *,
+    on_result: OnResult | None = None,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+) -> list[tuple[RunTarget, Measurement]]:
+    """Measure all targets concurrently; results in input order, one per target, never raises
+    for a target's failure (only cancellation of the whole run propagates)."""
+    if max_concurrency < 1:
+        raise ValueError("max_concurrency must be >= 1")
+    if not targets:
+        return []
+    width = min(len(targets), max_concurrency)
+    gate = asyncio.Semaphore(width)
+    run_id = new_run_id()
+    results: list[Measurement | None] = [None] * len(targets)
+
+    async def one(client: httpx.AsyncClient, index: int, target: RunTarget) -> None:
+        async with gate:
+            measurement = await _measure(client, target, target.prompt_for(f"{run_id}-{index}"))
+        results[index] = measurement
+        if on_result is not None:
+            await _notify(on_result, target, measurement)
+
+    async with httpx.AsyncClient(limits=pool_limits(width), http2=False) as client:
+        async with asyncio.TaskGroup() as group:
+            for index, target in enumerate(targets):
+                group.create_task(one(client, index, target), name=f"pulse-target-{target.key}")
+    return [(target, measurement) for target, measurement in zip(targets, results, strict=True)]  # type: ignore[misc]
+
+
+def run_targets_sync(
+    targets: Sequence[RunTarget],
+    *,
+    on_result: OnResult | None = None,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+) -> list[tuple[RunTarget, Measurement]]:
+    """`run_targets` on a fresh event loop, for Celery tasks and management commands."""
+    return asyncio.run(run_targets(targets, on_result=on_result, max_concurrency=max_concurrency))
+
+
+async def _measure(client: httpx.AsyncClient, target: RunTarget, prompt: str) -> Measurement:
+    started_at, sent_ns, started = datetime.now(UTC), time.time_ns(), time.perf_counter_ns()
+    try:
+        return await adapter_for(target.kind).stream(client, target.request, prompt=prompt)
+    except Exception as error:  # a bug in one adapter must not sink the run
+        logger.exception("Benchmark target %s (%s, %s) failed unexpectedly", target.key, target.kind, target.request.model)
+        return Measurement(
+            model=target.request.model, started_at=started_at, request_sent_ns=sent_ns,
+            success=False, error_kind=ErrorKind.CONNECT_ERROR,
+            error_message=f"Unexpected error: {type(error).__name__}: {error}"[:1000],
+            total_latency_ms=(time.perf_counter_ns() - started) / 1e6,
+        )
+
+
+async def _notify(on_result: OnResult, target: RunTarget, measurement: Measurement) -> None:
+    try:
+        outcome = on_result(target, measurement)
+        if inspect.isawaitable(outcome):
+            await outcome
+    except Exception:  # progress reporting must not cost a result
+        logger.exception("on_result failed for benchmark target %s", target.key)
