@@ -131,6 +131,40 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class CpuWatch:
+    """How much CPU other processes took while a phase ran (Linux /proc; None elsewhere).
+
+    Client and simulator each need a core at 64+ streams; on a shared 2-core machine someone
+    else's test run shows up directly as TTFT error, so every phase reports it."""
+
+    def __init__(self, *pids: int) -> None:
+        self.pids = pids
+        self.ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def _sample(self) -> tuple[float, int, int] | None:
+        try:
+            fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+            own = 0
+            for pid in self.pids:
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                own += int(stat[11]) + int(stat[12])  # utime, stime
+        except (OSError, ValueError, IndexError):
+            return None
+        return time.monotonic(), user + nice + system + irq + softirq + steal, own
+
+    def start(self) -> tuple[float, int, int] | None:
+        return self._sample()
+
+    def others_cores(self, since: tuple[float, int, int] | None) -> float | None:
+        """Average number of cores busy with other processes since `since`."""
+        now = self._sample()
+        if since is None or now is None or now[0] <= since[0]:
+            return None
+        busy, own = now[1] - since[1], now[2] - since[2]
+        return max(0.0, (busy - own) / self.ticks / (now[0] - since[0]))
+
+
 # --------------------------------------------------------------------------- measuring
 
 
@@ -154,6 +188,7 @@ class Errors:
     ttft_ms: list[float]
     tps_rel: list[float]
     failures: int
+    others_cores: float | None = None  # CPU other processes took meanwhile
 
 
 def compare_with_truth(results: Iterable[tuple[RunTarget, Measurement]], log: dict[str, dict]) -> Errors:
@@ -176,17 +211,40 @@ def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[98] if len(values) > 1 else values[0]
 
 
-def accuracy(sim: SimulatorProcess, plan: Plan) -> dict[int, Errors]:
-    levels = {1: plan.single_samples, 16: plan.rounds, 64: plan.rounds}  # streams -> rounds
-    out: dict[int, Errors] = {}
-    for streams, rounds in levels.items():
+ACCURACY_LEVELS = (  # label, streams, stagger: all first tokens due at once, or 10 ms apart
+    ("1", 1, False), ("16", 16, False), ("16 staggered", 16, True), ("64", 64, False),
+)
+
+
+def accuracy_name(streams: int, stagger: bool, r: int, i: int) -> str:
+    return f"acc-{'s' if stagger else 'c'}{streams}-r{r}-i{i}"
+
+
+def accuracy_profiles(plan: Plan) -> dict[str, dict]:
+    profiles = {}
+    for _, streams, stagger in ACCURACY_LEVELS:
+        rounds = plan.single_samples if streams == 1 else plan.rounds
+        for r in range(rounds):
+            for i in range(streams):
+                ttft = ACCURACY_PROFILE["ttft_ms"] + (10 * i if stagger else 0)
+                profiles[accuracy_name(streams, stagger, r, i)] = {**ACCURACY_PROFILE, "ttft_ms": ttft}
+    return profiles
+
+
+def accuracy(sim: SimulatorProcess, plan: Plan, watch: CpuWatch) -> dict[str, Errors]:
+    out: dict[str, Errors] = {}
+    for label, streams, stagger in ACCURACY_LEVELS:
+        rounds = plan.single_samples if streams == 1 else plan.rounds
         sim.clear()
         results = []
+        since = watch.start()
         for r in range(rounds):
-            names = [f"acc-c{streams}-r{r}-i{i}" for i in range(streams)]
+            names = [accuracy_name(streams, stagger, r, i) for i in range(streams)]
             targets = [target(sim, KINDS[(r + i) % 3], name, name) for i, name in enumerate(names)]
             results += timed_run(targets)[1]
-        out[streams] = compare_with_truth(results, sim.log_by_model())
+        others = watch.others_cores(since)
+        out[label] = compare_with_truth(results, sim.log_by_model())
+        out[label].others_cores = others
     return out
 
 
@@ -209,8 +267,9 @@ def mixed_targets(sim: SimulatorProcess, rep: int) -> list[RunTarget]:
     ]
 
 
-def concurrency(sim: SimulatorProcess, plan: Plan) -> RunReport:
+def concurrency(sim: SimulatorProcess, plan: Plan, watch: CpuWatch) -> RunReport:
     timed_run([target(sim, "openai_compatible", "mix-fast", "warm-up")])
+    since = watch.start()
     slowest_alone = [
         timed_run([target(sim, kind, SLOWEST, "slowest")])[0]
         for kind in (KINDS * plan.run_reps)[: max(3, plan.run_reps)]
@@ -222,6 +281,7 @@ def concurrency(sim: SimulatorProcess, plan: Plan) -> RunReport:
         run_s.append(elapsed)
         all_results += results
     ttft = compare_with_truth(all_results, sim.log_by_model())
+    ttft.others_cores = watch.others_cores(since)
     successes = sum(m.success for _, m in all_results)
 
     one_run = mixed_targets(sim, plan.run_reps)  # names unused so far; the log is not read again
@@ -242,23 +302,28 @@ def concurrency(sim: SimulatorProcess, plan: Plan) -> RunReport:
 
 def stats_row(label: str, values: list[float], scale: float = 1.0, fmt: str = "{:8.3f}") -> str:
     if not values:
-        return f"{label:<22} (no samples)"
+        return f"{label:<24}(no samples)"
     scaled = [v * scale for v in values]
     parts = [statistics.fmean(scaled), statistics.median(scaled), p99(scaled), max(scaled), min(scaled)]
-    return f"{label:<22}" + "".join(fmt.format(p) for p in parts)
+    return f"{label:<24}" + "".join(fmt.format(p) for p in parts)
 
 
-def report(acc: dict[int, Errors], run: RunReport) -> bool:
+def load_note(cores: float | None) -> str:
+    return "other load n/a" if cores is None else f"other load {cores:.2f} cores"
+
+
+def report(acc: dict[str, Errors], run: RunReport) -> bool:
     print("\n(a) Measurement error versus the simulator's send stamps (client minus server truth)")
-    print(f"{'':<22}{'mean':>8}{'median':>8}{'p99':>8}{'max':>8}{'min':>8}")
+    print(f"{'':<24}{'mean':>8}{'median':>8}{'p99':>8}{'max':>8}{'min':>8}")
     verdicts = []
-    for streams, errors in acc.items():
+    for label, errors in acc.items():
         n = len(errors.ttft_ms)
-        print(stats_row(f"TTFT ms  {streams:>2} streams", errors.ttft_ms) + f"   n={n}, failed={errors.failures}")
-        print(stats_row(f"TPS %    {streams:>2} streams", errors.tps_rel, 100))
-        if streams <= 16 and n:
+        print(stats_row(f"TTFT ms   {label:>12}", errors.ttft_ms)
+              + f"   n={n}, failed={errors.failures}, {load_note(errors.others_cores)}")
+        print(stats_row(f"TPS %     {label:>12}", errors.tps_rel, 100))
+        if label in ("1", "16") and n:  # the target: <= 16 streams, all due at once (worst case)
             mean, high = statistics.fmean(errors.ttft_ms), p99(errors.ttft_ms)
-            verdicts.append((f"TTFT error at {streams} stream(s): mean {mean:.3f} ms < 1, p99 {high:.3f} ms < 3",
+            verdicts.append((f"TTFT error at {label:>2} stream(s): mean {mean:.3f} ms (< 1), p99 {high:.3f} ms (< 3)",
                              mean < 1 and high < 3 and errors.failures == 0))
     alone = statistics.median(run.slowest_alone_s)
     together = statistics.median(run.run_s)
@@ -272,13 +337,20 @@ def report(acc: dict[int, Errors], run: RunReport) -> bool:
     how = "measured" if run.sequential_measured else "estimated: sum of single-target times"
     print(f"{'100 sequentially (seed engine)':<34}{run.sequential_s:8.3f} s   ({how}; "
           f"{run.sequential_s / together:.0f}x the concurrent run)")
-    print(f"{'results':<34}{run.successes}/{run.total} successful")
-    print(stats_row("TTFT error ms in runs", run.ttft.ttft_ms) + f"   (mean/median/p99/max/min, n={len(run.ttft.ttft_ms)})")
-    verdicts.append((f"run of {RUN_SIZE}: {ratio:.3f}x the slowest target <= 1.2x", ratio <= 1.2 and run.successes == run.total))
+    print(f"{'results':<34}{run.successes}/{run.total} successful, {load_note(run.ttft.others_cores)}")
+    print(f"{'':<24}{'mean':>8}{'median':>8}{'p99':>8}{'max':>8}{'min':>8}")
+    print(stats_row(f"TTFT ms   in the runs", run.ttft.ttft_ms) + f"   n={len(run.ttft.ttft_ms)}")
+    print(stats_row(f"TPS %     in the runs", run.ttft.tps_rel, 100))
+    verdicts.append((f"run of {RUN_SIZE}: {ratio:.3f}x the slowest target (<= 1.2x)",
+                     ratio <= 1.2 and run.successes == run.total))
 
     print("\nVerdict")
     for text, ok in verdicts:
         print(f"  {'PASS' if ok else 'MISS'}  {text}")
+    busy = [e.others_cores for e in (*acc.values(), run.ttft) if e.others_cores is not None]
+    if busy and max(busy) > 0.25:
+        print(f"  note: other processes kept up to {max(busy):.2f} cores busy during a phase; "
+              "on a shared machine that shows up as error and run time")
     return all(ok for _, ok in verdicts)
 
 
@@ -290,23 +362,21 @@ def main() -> int:
     plan = (Plan(single_samples=50, rounds=3, run_reps=2, sequential=args.sequential) if args.quick
             else Plan(single_samples=200, rounds=10, run_reps=5, sequential=args.sequential))
 
-    profiles = {f"acc-c1-r{r}-i0": ACCURACY_PROFILE for r in range(plan.single_samples)}
-    for streams in (16, 64):
-        profiles |= {f"acc-c{streams}-r{r}-i{i}": ACCURACY_PROFILE for r in range(plan.rounds) for i in range(streams)}
-    profiles |= MIX_PROFILES
+    profiles = accuracy_profiles(plan) | MIX_PROFILES
     for rep in range(plan.run_reps + 1):
         for t_index in range(RUN_SIZE):
             name = list(MIX_PROFILES)[t_index % len(MIX_PROFILES)]
             profiles[f"{name}-b{rep}-{t_index}"] = MIX_PROFILES[name]
 
-    print(f"Pulse benchmark runner accuracy ({'quick' if args.quick else 'full'}): python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} CPUs, simulator in a separate process")
-    print(f"(a) profile {ACCURACY_PROFILE}: {plan.single_samples} single requests, "
-          f"{plan.rounds} rounds of 16 and of 64 concurrent streams")
+    print(f"Pulse benchmark runner accuracy ({'quick' if args.quick else 'full'}): python "
+          f"{sys.version.split()[0]}, {os.cpu_count()} CPUs, simulator in a separate process")
+    print(f"(a) profile {ACCURACY_PROFILE}: {plan.single_samples} single requests; {plan.rounds} rounds "
+          "each of 16 streams with one TTFT, of 16 with TTFTs 10 ms apart, of 64 with one TTFT")
     started = time.monotonic()
     with SimulatorProcess(profiles) as sim:
-        acc = accuracy(sim, plan)
-        run = concurrency(sim, plan)
+        watch = CpuWatch(os.getpid(), sim.process.pid)
+        acc = accuracy(sim, plan, watch)
+        run = concurrency(sim, plan, watch)
     ok = report(acc, run)
     print(f"\n(total bench time {time.monotonic() - started:.0f} s)")
     return 0 if ok else 1

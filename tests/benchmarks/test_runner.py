@@ -31,11 +31,13 @@ class Simulator(SimulatedProvider):
     def __init__(self) -> None:
         super().__init__()
         self.bodies: list[str] = []
+        self.peers: list[tuple[str, int]] = []  # the client's address and port, per request
 
         @web.middleware
         async def keep_body(request: web.Request, handler):
             if request.method == "POST":
                 self.bodies.append(await request.text())  # aiohttp caches it for the handler
+                self.peers.append(request.transport.get_extra_info("peername"))
             return await handler(request)
 
         self.app.middlewares.append(keep_body)
@@ -222,6 +224,17 @@ def test_max_concurrency_bounds_the_run(simulator):
 
     with pytest.raises(ValueError, match="max_concurrency"):
         run_targets_sync(targets, max_concurrency=0)
+
+
+def test_every_target_pays_for_its_own_connection_even_in_later_waves(simulator):
+    """So no target's TTFT looks better for skipping a connection setup its peers paid for."""
+    simulator.peers.clear()
+    targets = [target(simulator, "openai_compatible", "sim-quick", key=str(i)) for i in range(3)]
+
+    results = run_targets_sync(targets, max_concurrency=1)  # three waves of one
+
+    assert all(m.success for _, m in results)
+    assert len(set(simulator.peers)) == 3
 
 
 def test_an_empty_run_returns_nothing():
