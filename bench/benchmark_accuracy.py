@@ -339,8 +339,8 @@ def report(acc: dict[str, Errors], run: RunReport) -> bool:
           f"{run.sequential_s / together:.0f}x the concurrent run)")
     print(f"{'results':<34}{run.successes}/{run.total} successful, {load_note(run.ttft.others_cores)}")
     print(f"{'':<24}{'mean':>8}{'median':>8}{'p99':>8}{'max':>8}{'min':>8}")
-    print(stats_row(f"TTFT ms   in the runs", run.ttft.ttft_ms) + f"   n={len(run.ttft.ttft_ms)}")
-    print(stats_row(f"TPS %     in the runs", run.ttft.tps_rel, 100))
+    print(stats_row("TTFT ms   in the runs", run.ttft.ttft_ms) + f"   n={len(run.ttft.ttft_ms)}")
+    print(stats_row("TPS %     in the runs", run.ttft.tps_rel, 100))
     verdicts.append((f"run of {RUN_SIZE}: {ratio:.3f}x the slowest target (<= 1.2x)",
                      ratio <= 1.2 and run.successes == run.total))
 
