@@ -11,6 +11,7 @@ Every setting has a safe local default so `make run` works with no environment a
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -125,6 +126,11 @@ if PRODUCTION and not env.str("DATABASE_URL", default=""):
 DATABASES = {"default": env.db_url("DATABASE_URL", default=_default_database)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0 if TESTING else 60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Two checkouts testing on one machine (a developer's and CI's) get their own test database and
+# cache keys, so one run cannot flush or reuse the other's data.
+CHECKOUT_ID = hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:8]
+if TESTING:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_pulse_{CHECKOUT_ID}"}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server, the worker and beat share one SQLite file under `make run`.
     DATABASES["default"]["OPTIONS"] = {
@@ -145,7 +151,7 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             # Tests share the developer's Redis; a prefix keeps their keys apart.
-            "KEY_PREFIX": "pulse-test" if TESTING else "pulse",
+            "KEY_PREFIX": f"pulse-test-{CHECKOUT_ID}" if TESTING else "pulse",
         }
     }
 else:

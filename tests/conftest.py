@@ -27,7 +27,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 def _fresh_cache() -> None:
     """allauth's rate limits and DRF's throttles live in Redis; every test starts from zero."""
     assert settings.REDIS_URL, "the tests run against a real Redis"
-    cache.clear()
+    # Only this checkout's keys: cache.clear() would FLUSHDB, wiping other runs' keys and the
+    # Celery queues that share the Redis database.
+    client = cache._cache.get_client(write=True)
+    keys = list(client.scan_iter(match=f"{settings.CACHES['default']['KEY_PREFIX']}:*", count=1000))
+    if keys:
+        client.delete(*keys)
 
 
 def make_user(email: str, *, verified: bool = True, **extra: object) -> User:
