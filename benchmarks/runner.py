@@ -73,7 +73,7 @@ def pool_limits(width: int) -> httpx.Limits:
     Connections live as long as their one request; reuse across runs needs a long-lived client
     and a way to report connection setup apart from TTFT (see DESIGN.md, measurement rules).
     """
-    return httpx.Limits(max_connections=max(1, width // 2), max_keepalive_connections=0)
+    return httpx.Limits(max_connections=width, max_keepalive_connections=0)
 
 
 def new_run_id() -> str:
