@@ -39,6 +39,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import runner  # noqa: E402
 from benchmarks.providers import Measurement, StreamRequest  # noqa: E402
 from benchmarks.runner import RunTarget, run_targets_sync  # noqa: E402
 from benchmarks.simulator import base_url_for  # noqa: E402
@@ -358,7 +359,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples (~40 s)")
     parser.add_argument("--sequential", action="store_true", help="really run the 100 targets one by one (~2 min)")
+    parser.add_argument("--client", choices=["aiohttp", "httpcore"], default="aiohttp",
+                        help="the runner's HTTP client: aiohttp transport (what Pulse uses) or "
+                             "httpx's own httpcore, for comparison")
     args = parser.parse_args()
+    if args.client == "httpcore":
+        runner.benchmark_client = lambda width: httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=width, max_keepalive_connections=0))
     plan = (Plan(single_samples=50, rounds=3, run_reps=2, sequential=args.sequential) if args.quick
             else Plan(single_samples=200, rounds=10, run_reps=5, sequential=args.sequential))
 
@@ -368,7 +375,7 @@ def main() -> int:
             name = list(MIX_PROFILES)[t_index % len(MIX_PROFILES)]
             profiles[f"{name}-b{rep}-{t_index}"] = MIX_PROFILES[name]
 
-    print(f"Pulse benchmark runner accuracy ({'quick' if args.quick else 'full'}): python "
+    print(f"Pulse benchmark runner accuracy ({'quick' if args.quick else 'full'}, client {args.client}): python "
           f"{sys.version.split()[0]}, {os.cpu_count()} CPUs, simulator in a separate process")
     print(f"(a) profile {ACCURACY_PROFILE}: {plan.single_samples} single requests; {plan.rounds} rounds "
           "each of 16 streams with one TTFT, of 16 with TTFTs 10 ms apart, of 64 with one TTFT")

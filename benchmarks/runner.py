@@ -7,9 +7,10 @@ the `Measurement`s; this module only measures, following the runner rules in DES
 
 - all targets start together (a semaphore caps only very large runs), so a run takes about as long
   as its slowest target rather than the sum of all of them;
-- one shared `httpx.AsyncClient` whose pool is as wide as the run, so no target ever waits for a
-  connection (HTTP/1.1: one stream per connection, which keeps each stream's timing independent
-  of the others'; see `pool_limits` for why connections are not kept alive within a run);
+- one shared client (`providers.transport.benchmark_client`: httpx's API on aiohttp's faster
+  connection handling) whose pool is as wide as the run, so no target ever waits for a
+  connection; HTTP/1.1, one stream per fresh connection, which keeps each stream's timing
+  independent of the others' (see `benchmark_client` for why connections are not reused);
 - each target is bounded by its own `StreamRequest` timeouts (the adapter enforces them);
 - a failure is a result: nothing one target does (or the `on_result` callback does for it) can
   cancel or crash another;
@@ -31,6 +32,7 @@ from datetime import UTC, datetime
 import httpx
 
 from .providers import ErrorKind, Measurement, StreamRequest, adapter_for
+from .providers.transport import benchmark_client
 
 logger = logging.getLogger(__name__)
 
@@ -55,25 +57,6 @@ class RunTarget:
         if not self.unique_prompt:
             return self.request.prompt
         return f"[run {nonce}] {self.request.prompt}"
-
-
-def pool_limits(width: int) -> httpx.Limits:
-    """As many connections as targets in flight, so no target queues for one (the wait would be
-    counted as its TTFT); pool timeouts are the adapter's per-request timeouts.
-
-    No idle keep-alive connections within a run, deliberately:
-    - every target then pays exactly one fresh connection setup inside its TTFT, also in the later
-      waves of a run wider than `max_concurrency` (a reused connection would make those look
-      faster than the first wave's for no reason of the provider's own);
-    - httpcore's pool rescans every connection, probing each idle one's socket, whenever any
-      response closes: with a run's worth of idle connections kept, that work grows with the
-      square of the run and lands while the slower targets are still streaming (measured against
-      the simulator in a separate process: a 100-target run took ~6 % longer, with 10-15 % more
-      client CPU and a larger TTFT error, when idle connections were kept).
-    Connections live as long as their one request; reuse across runs needs a long-lived client
-    and a way to report connection setup apart from TTFT (see DESIGN.md, measurement rules).
-    """
-    return httpx.Limits(max_connections=width, max_keepalive_connections=0)
 
 
 def new_run_id() -> str:
@@ -105,7 +88,7 @@ async def run_targets(
         if on_result is not None:
             await _notify(on_result, target, measurement)
 
-    async with httpx.AsyncClient(limits=pool_limits(width), http2=False) as client:
+    async with benchmark_client(width) as client:
         async with asyncio.TaskGroup() as group:
             for index, target in enumerate(targets):
                 group.create_task(one(client, index, target), name=f"pulse-target-{target.key}")
@@ -127,10 +110,18 @@ async def _measure(client: httpx.AsyncClient, target: RunTarget, prompt: str) ->
     try:
         return await adapter_for(target.kind).stream(client, target.request, prompt=prompt)
     except Exception as error:  # a bug in one adapter must not sink the run
-        logger.exception("Benchmark target %s (%s, %s) failed unexpectedly", target.key, target.kind, target.request.model)
+        logger.exception(
+            "Benchmark target %s (%s, %s) failed unexpectedly",
+            target.key,
+            target.kind,
+            target.request.model,
+        )
         return Measurement(
-            model=target.request.model, started_at=started_at, request_sent_ns=sent_ns,
-            success=False, error_kind=ErrorKind.CONNECT_ERROR,
+            model=target.request.model,
+            started_at=started_at,
+            request_sent_ns=sent_ns,
+            success=False,
+            error_kind=ErrorKind.CONNECT_ERROR,
             error_message=f"Unexpected error: {type(error).__name__}: {error}"[:1000],
             total_latency_ms=(time.perf_counter_ns() - started) / 1e6,
         )

@@ -9,8 +9,10 @@ import socket
 import statistics
 from dataclasses import replace
 
+import aiohttp
 import httpx
 import pytest
+from aiohttp.client_reqrep import ConnectionKey
 
 from benchmarks.providers import (
     ErrorKind,
@@ -19,6 +21,7 @@ from benchmarks.providers import (
     TokenCountSource,
     adapter_for,
 )
+from benchmarks.providers.transport import benchmark_client, translate
 from benchmarks.simulator import DEFAULT_PROFILES, ModelProfile, SimulatedProvider
 
 KINDS = ["openai_compatible", "anthropic", "gemini"]
@@ -30,14 +33,20 @@ def simulator():
         yield provider
 
 
-def measure(simulator: SimulatedProvider, kind: str, model: str, *, api_key: str = "sk-sim", **options) -> Measurement:
+def measure(
+    simulator: SimulatedProvider, kind: str, model: str, *, api_key: str = "sk-sim", **options
+) -> Measurement:
     request = StreamRequest(
-        base_url=simulator.base_url_for(kind), api_key=api_key, model=model,
-        prompt="Say something about latency", max_tokens=512, **options,
+        base_url=simulator.base_url_for(kind),
+        api_key=api_key,
+        model=model,
+        prompt="Say something about latency",
+        max_tokens=512,
+        **options,
     )
 
     async def run() -> Measurement:
-        async with httpx.AsyncClient() as client:
+        async with benchmark_client(1) as client:  # the client benchmark runs use
             return await adapter_for(kind).stream(client, request)
 
     return asyncio.run(run())
@@ -51,7 +60,9 @@ def truth_for(simulator: SimulatedProvider, measurement: Measurement) -> dict:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_healthy_stream_is_measured_against_the_servers_truth(simulator, kind):
-    profile = DEFAULT_PROFILES["sim-fast"]  # 50 ms TTFT, 5 ms per token, 64 tokens, role chunk first
+    profile = DEFAULT_PROFILES[
+        "sim-fast"
+    ]  # 50 ms TTFT, 5 ms per token, 64 tokens, role chunk first
     errors_ms = []
     for _ in range(3):
         m = measure(simulator, kind, "sim-fast")
@@ -100,13 +111,17 @@ def test_reasoning_counts_as_the_first_token_and_as_output(simulator, kind):
 
 
 def test_usage_repeated_on_every_chunk_keeps_the_last_report(simulator):
-    simulator.set_profile("sim-cumulative", replace(DEFAULT_PROFILES["sim-fast"], usage_on_every_chunk=True))
+    simulator.set_profile(
+        "sim-cumulative", replace(DEFAULT_PROFILES["sim-fast"], usage_on_every_chunk=True)
+    )
     m = measure(simulator, "openai_compatible", "sim-cumulative")
     assert m.output_tokens == 64 and m.token_count_source == TokenCountSource.USAGE
 
 
 def test_usage_on_a_chunk_that_also_has_choices_is_read(simulator):
-    simulator.set_profile("sim-usage-with-choices", replace(DEFAULT_PROFILES["sim-fast"], usage_with_choices=True))
+    simulator.set_profile(
+        "sim-usage-with-choices", replace(DEFAULT_PROFILES["sim-fast"], usage_with_choices=True)
+    )
     m = measure(simulator, "openai_compatible", "sim-usage-with-choices")
     assert m.output_tokens == 64 and m.token_count_source == TokenCountSource.USAGE
 
@@ -126,7 +141,9 @@ def test_usage_on_a_chunk_that_also_has_choices_is_read(simulator):
         ("sim-empty", ErrorKind.EMPTY, 200),
     ],
 )
-def test_every_fault_is_a_result_with_its_kind_status_and_message(simulator, kind, model, kind_expected, status):
+def test_every_fault_is_a_result_with_its_kind_status_and_message(
+    simulator, kind, model, kind_expected, status
+):
     m = measure(simulator, kind, model)
     assert not m.success
     assert m.error_kind == kind_expected
@@ -156,14 +173,19 @@ def test_a_wrong_key_is_an_auth_error_in_every_format(simulator, kind):
     assert (m.success, m.error_kind) == (False, ErrorKind.AUTH)
 
 
-def test_a_closed_port_is_a_connect_error():
+@pytest.mark.parametrize(
+    "client_for", [lambda: benchmark_client(1), httpx.AsyncClient], ids=["aiohttp", "httpcore"]
+)
+def test_a_closed_port_is_a_connect_error(client_for):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # bound but never listening: connections are refused
-        request = StreamRequest(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", model="m", prompt="p")
+        request = StreamRequest(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key="k", model="m", prompt="p"
+        )
 
         async def run() -> Measurement:
-            async with httpx.AsyncClient() as client:
+            async with client_for() as client:
                 return await adapter_for("openai_compatible").stream(client, request)
 
         m = asyncio.run(run())
@@ -176,7 +198,33 @@ def test_an_unknown_provider_kind_is_refused():
 
 
 def test_profiles_are_configurable_per_model(simulator):
-    simulator.set_profile("sim-custom", ModelProfile(ttft_ms=120, inter_token_ms=2, output_tokens=10))
+    simulator.set_profile(
+        "sim-custom", ModelProfile(ttft_ms=120, inter_token_ms=2, output_tokens=10)
+    )
     m = measure(simulator, "anthropic", "sim-custom")
     assert m.output_tokens == 10
     assert 119 <= m.ttft_ms <= 160
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (aiohttp.ConnectionTimeoutError(), httpx.ConnectTimeout),
+        (aiohttp.SocketTimeoutError(), httpx.ReadTimeout),
+        (
+            aiohttp.ClientConnectorError(
+                ConnectionKey("h", 1, False, True, None, None, None),
+                ConnectionRefusedError(111, "refused"),
+            ),
+            httpx.ConnectError,
+        ),
+        (aiohttp.ServerDisconnectedError(), httpx.RemoteProtocolError),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), httpx.ReadError),
+        (aiohttp.ClientPayloadError("truncated"), httpx.ReadError),
+    ],
+)
+def test_aiohttp_errors_become_the_httpx_errors_the_adapters_classify(error, expected):
+    """httpx-aiohttp's own table turns a refused connection and a mid-stream disconnect into
+    ConnectTimeout; ours keeps the three error kinds apart."""
+    assert type(translate(error)) is expected
+    assert translate(ValueError("not aiohttp")) is None
