@@ -17,5 +17,6 @@ router.register(r"projects/(?P<project_uuid>[^/.]+)/tokens", api.ApiTokenViewSet
 urlpatterns = [
     path("me", api.MeView.as_view(), name="api-me"),
     path("benchmarks/", include("benchmarks.api_urls")),
+    path("", include("costs.api_urls")),
     *router.urls,
 ]

@@ -21,6 +21,8 @@ from django.db import IntegrityError, models, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from costs.money import Currency
+
 
 # ---------------------------------------------------------------------------------------------
 # Tenancy
@@ -95,7 +97,10 @@ class Organization(models.Model):
         if isinstance(principal, ApiToken):
             if principal.organization_id != self.pk:
                 return None
-            return Role.MEMBER if principal.has_scope(ApiToken.Scope.WRITE) else Role.VIEWER
+            # Recording usage (ingest, gateway) is writing data too; each endpoint still checks
+            # its own scope, so an ingest-only token cannot change anything else.
+            writes = (ApiToken.Scope.WRITE, ApiToken.Scope.INGEST, ApiToken.Scope.GATEWAY)
+            return Role.MEMBER if any(principal.has_scope(scope) for scope in writes) else Role.VIEWER
         if principal is None or not principal.is_authenticated:
             return None
         role = self.memberships.filter(user=principal).values_list("role", flat=True).first()
@@ -479,6 +484,8 @@ class User(AbstractUser):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     username = None  # type: ignore[assignment]
     email = models.EmailField("email address", unique=True)
+    # Every money figure this user sees (pages and API) is shown in it; stored amounts stay USD.
+    display_currency = models.CharField(max_length=3, choices=Currency.choices, default=Currency.USD)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []

@@ -217,7 +217,10 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.ApiTokenRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"api_token": env.str("API_THROTTLE_RATE", default="1200/min")},
+    "DEFAULT_THROTTLE_RATES": {
+        "api_token": env.str("API_THROTTLE_RATE", default="1200/min"),
+        "ingest": env.str("INGEST_THROTTLE_RATE", default="6000/min"),  # requests; a batch is one
+    },
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -348,6 +351,17 @@ BENCHMARK_PROMPT = env.str(
 BENCHMARK_MAX_TOKENS = env.int("BENCHMARK_MAX_TOKENS", default=256)
 BENCHMARK_TIMEOUT_S = env.float("BENCHMARK_TIMEOUT_S", default=120.0)  # per request, whole response
 BENCHMARK_READ_TIMEOUT_S = env.float("BENCHMARK_READ_TIMEOUT_S", default=30.0)  # silence between chunks
+
+# ---------------------------------------------------------------------------------------------
+# Costs
+# ---------------------------------------------------------------------------------------------
+# Tag keys that get their own rollup rows (breakdowns by these are instant; other tags are kept
+# on each event and filterable in the activity log, but not summarized).
+COST_ROLLUP_TAG_KEYS = env.list("COST_ROLLUP_TAG_KEYS", default=["feature", "environment", "end_user", "team"])
+# Daily exchange rates (USD to GBP and EUR): fetched when a key is set, else the stored or
+# bundled rates are used and shown with their date.
+EXCHANGE_RATES_API_KEY = env.str("EXCHANGE_RATES_API_KEY", default="")
+EXCHANGE_RATES_URL = env.str("EXCHANGE_RATES_URL", default="https://openexchangerates.org/api/latest.json")
 
 # ---------------------------------------------------------------------------------------------
 # Security

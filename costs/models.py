@@ -1,1 +1,211 @@
-"""Costs: models arrive with their issue (see DESIGN.md)."""
+"""Spend: every LLM call a project reports (`CostEvent`), its hourly and daily rollups
+(`CostRollup`), and the exchange rates money is shown in (`ExchangeRate`).
+
+Amounts are USD `Decimal`s in storage; other currencies exist only on the way out. Events are
+written once and only their price may change later (an unpriced event priced when its model gets
+a price); rollups are kept current in the same transaction as the events they count, so no page
+or summary ever scans raw events.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import ApiToken, Project, TenantQuerySet
+
+from .money import Currency
+
+
+class CostEventQuerySet(TenantQuerySet):
+    organization_path = "project__organization"
+    project_path = "project"
+
+    def unpriced(self) -> CostEventQuerySet:
+        return self.filter(cost_usd__isnull=True)
+
+
+class CostEvent(models.Model):
+    """One LLM call, as reported by the team's code (API/SDK), the gateway or an import.
+
+    Token conventions (OpenAI's, stated in the API schema): `input_tokens` counts every prompt
+    token, cached ones included; `cached_tokens` is the part read from the provider's prompt
+    cache and is priced at the cache-read price *instead of* the input price, never on top;
+    `reasoning_tokens` are part of `output_tokens`.
+    """
+
+    class Source(models.TextChoices):
+        API = "api", "API"
+        SDK = "sdk", "SDK"
+        GATEWAY = "gateway", "Gateway"
+        IMPORT = "import", "Import"
+
+    class CostSource(models.TextChoices):
+        COMPUTED = "computed", "Computed from the price table"
+        CLIENT = "client", "Sent by the client"
+        UNPRICED = "unpriced", "No price known"
+
+    id = models.BigAutoField(primary_key=True)
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="cost_events")
+    api_token = models.ForeignKey(
+        ApiToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="cost_events",
+        help_text="The key that reported the event.",
+    )
+    # The prefix is kept apart from the FK so rollups and history still say which key it was
+    # after the key is deleted.
+    token_prefix = models.CharField(max_length=32, blank=True, default="")
+    provider = models.CharField(max_length=64)
+    model = models.CharField(max_length=128)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
+    cost_source = models.CharField(max_length=16, choices=CostSource.choices)
+    price = models.ForeignKey(
+        "benchmarks.Price", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        help_text="The price the cost was computed with.",
+    )
+    latency_ms = models.FloatField(null=True, blank=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    success = models.BooleanField(default=True)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+    tags = models.JSONField(default=dict, blank=True)
+    # NULL, not "", for "none": the unique constraint only covers events that carry a key.
+    idempotency_key = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
+
+    objects = CostEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        constraints = [
+            # Retries of one event or batch are acknowledged, never counted twice.
+            models.UniqueConstraint(
+                "project", "idempotency_key", name="costevent_unique_idempotency_key_per_project",
+                condition=models.Q(idempotency_key__isnull=False),
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "-occurred_at"], name="costevent_project_time"),
+            models.Index(
+                fields=["provider", "model"], name="costevent_unpriced",
+                condition=models.Q(cost_usd__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def is_priced(self) -> bool:
+        return self.cost_usd is not None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class CostRollupQuerySet(TenantQuerySet):
+    organization_path = "project__organization"
+    project_path = "project"
+
+    def hourly(self) -> CostRollupQuerySet:
+        return self.filter(granularity=CostRollup.Granularity.HOUR)
+
+    def daily(self) -> CostRollupQuerySet:
+        return self.filter(granularity=CostRollup.Granularity.DAY)
+
+    def untagged(self) -> CostRollupQuerySet:
+        """The rows that count every event once (tag rows count an event once per tag key)."""
+        return self.filter(tag_key="")
+
+
+class CostRollup(models.Model):
+    """Sums of events per project × bucket × provider × model × API token × (tag key, value).
+
+    Each event is counted in the untagged row of its bucket (`tag_key == ""`) and once more in
+    a row per rolled-up tag key it carries (`settings.COST_ROLLUP_TAG_KEYS`), so a breakdown by
+    tag is one indexed group-by, and totals come from the untagged rows alone. Buckets are UTC
+    hours and UTC days. Maintained by `costs.ingestion` with `INSERT … ON CONFLICT DO UPDATE`
+    increments; never edited by hand.
+    """
+
+    class Granularity(models.TextChoices):
+        HOUR = "h", "Hour"
+        DAY = "d", "Day"
+
+    id = models.BigAutoField(primary_key=True)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="cost_rollups")
+    granularity = models.CharField(max_length=1, choices=Granularity.choices)
+    bucket = models.DateTimeField()
+    provider = models.CharField(max_length=64)
+    model = models.CharField(max_length=128)
+    token_prefix = models.CharField(max_length=32, default="", blank=True)
+    tag_key = models.CharField(max_length=64, default="", blank=True)
+    tag_value = models.CharField(max_length=128, default="", blank=True)
+    requests = models.BigIntegerField(default=0)
+    failures = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=24, decimal_places=10, default=Decimal(0))
+    unpriced_requests = models.BigIntegerField(default=0)
+    latency_ms_sum = models.FloatField(default=0)
+    latency_count = models.BigIntegerField(default=0)
+
+    objects = CostRollupQuerySet.as_manager()
+
+    ROLLUP_KEY = ("project_id", "granularity", "bucket", "provider", "model", "token_prefix", "tag_key", "tag_value")
+    COUNTERS = (
+        "requests", "failures", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens",
+        "cost_usd", "unpriced_requests", "latency_ms_sum", "latency_count",
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                "project", "granularity", "bucket", "provider", "model", "token_prefix", "tag_key", "tag_value",
+                name="costrollup_one_row_per_key",
+            ),
+        ]
+        indexes = [
+            # Summaries: one project, one granularity, untagged or one tag key, over a range.
+            models.Index(fields=["project", "granularity", "tag_key", "bucket"], name="costrollup_project_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} {self.granularity} {self.bucket:%Y-%m-%d %H:00} {self.provider}/{self.model}"
+
+
+class ExchangeRate(models.Model):
+    """How many units of `currency` one US dollar bought on `date` (USD itself is always 1)."""
+
+    class Source(models.TextChoices):
+        BUNDLED = "bundled", "Bundled with Pulse"
+        FETCHED = "fetched", "Fetched from the rates provider"
+        ADMIN = "admin", "Set by an operator"
+
+    date = models.DateField()
+    currency = models.CharField(max_length=3, choices=Currency.choices)
+    per_usd = models.DecimalField(max_digits=16, decimal_places=8)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.ADMIN)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-date", "currency"]
+        constraints = [models.UniqueConstraint("currency", "date", name="exchangerate_one_per_currency_per_day")]
+
+    def __str__(self) -> str:
+        return f"1 USD = {self.per_usd} {self.currency} on {self.date}"
+
+
+def rollup_tag_keys() -> tuple[str, ...]:
+    return tuple(settings.COST_ROLLUP_TAG_KEYS)

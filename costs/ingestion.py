@@ -1,0 +1,546 @@
+"""Ingestion: validate reported LLM calls, price them, store them and update their rollups.
+
+    result = ingest(project, items, token=request.auth, batch_key=request.headers.get("Idempotency-Key"))
+
+One transaction per request, three statements whatever the batch size (up to 1,000 events):
+
+1. one multi-row `INSERT … ON CONFLICT (project, idempotency_key) DO NOTHING RETURNING uuid`:
+   a retried event (same idempotency key in the same project) is acknowledged as a duplicate
+   and never counted twice, also when two retries race (the second waits for the first's row);
+2. one `INSERT … ON CONFLICT DO UPDATE SET n = n + EXCLUDED.n` into `CostRollup` for the hourly
+   and daily rows of the events actually inserted, in key order so that concurrent batches
+   touching the same rows lock them in the same order (no deadlocks);
+3. the price lookups (`PriceBook`, a query or two per distinct provider/model).
+
+The guarantee: an event is acknowledged only after its transaction committed, so an accepted
+event survives any crash of the web process or a worker after the response (nothing is queued
+in memory or in the broker before it is durable). Rollups commit in the same transaction, so
+they never disagree with the events.
+
+Validation is hand-written rather than a DRF serializer per item: it is the hot path (a DRF
+serializer costs ~10x more per event) and it reports every problem as (index, field, message).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from accounts.models import ApiToken, Project
+
+from .models import CostEvent, CostRollup, rollup_tag_keys
+from .pricing import PriceBook, as_stored, cost_of, normalize_provider
+
+MAX_BATCH = 1000
+MAX_TOKENS = 10**9
+MAX_COST_USD = Decimal(1_000_000)
+MAX_LATENCY_MS = 3_600_000
+MAX_TAGS = 20
+MAX_TAG_KEY = 64
+MAX_TAG_VALUE = 128
+FUTURE_TOLERANCE = timedelta(minutes=5)  # clients' clocks drift
+MAX_AGE = timedelta(days=400)  # a year of backfill, with room for a leap year and a slow import
+FIELDS = {
+    "provider", "model", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens",
+    "cost_usd", "latency_ms", "status_code", "success", "timestamp", "tags", "idempotency_key", "source",
+}
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
+
+
+@dataclass(frozen=True)
+class ItemError:
+    index: int
+    field: str
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"index": self.index, "field": self.field, "message": self.message}
+
+
+@dataclass
+class Accepted:
+    index: int
+    event_uuid: uuid.UUID
+    duplicate: bool
+    cost_usd: Decimal | None
+
+
+@dataclass
+class IngestResult:
+    accepted: list[Accepted] = field(default_factory=list)
+    errors: list[ItemError] = field(default_factory=list)
+
+    @property
+    def inserted(self) -> int:
+        return sum(1 for a in self.accepted if not a.duplicate)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(1 for a in self.accepted if a.duplicate)
+
+    @property
+    def rejected(self) -> int:
+        return len({e.index for e in self.errors})
+
+
+@dataclass
+class _Event:
+    """A validated item, ready to insert."""
+
+    index: int
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    client_cost: Decimal | None
+    latency_ms: float | None
+    status_code: int | None
+    success: bool
+    occurred_at: datetime
+    tags: dict[str, str]
+    idempotency_key: str | None
+    source: str
+    uuid: uuid.UUID = field(default_factory=uuid.uuid4)
+    cost_usd: Decimal | None = None
+    cost_source: str = CostEvent.CostSource.UNPRICED
+    price_id: int | None = None
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _text(item: Mapping, name: str, errors: list[str | tuple[str, str]], *, limit: int, required: bool) -> str | None:
+    value = item.get(name)
+    if value is None:
+        if required:
+            errors.append((name, "This field is required."))
+        return None
+    if not isinstance(value, str) or not value.strip():
+        errors.append((name, "Must be a non-empty string."))
+        return None
+    value = value.strip()
+    if len(value) > limit:
+        errors.append((name, f"At most {limit} characters."))
+        return None
+    return value
+
+
+def _count(item: Mapping, name: str, errors: list) -> int:
+    value = item.get(name, 0)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        errors.append((name, "Must be a whole number."))
+        return 0
+    if not 0 <= value <= MAX_TOKENS:
+        errors.append((name, f"Must be between 0 and {MAX_TOKENS:,}."))
+        return 0
+    return int(value)
+
+
+def _timestamp(item: Mapping, now: datetime, errors: list) -> datetime:
+    value = item.get("timestamp")
+    if value is None:
+        return now
+    parsed = None
+    if isinstance(value, str):
+        try:
+            parsed = parse_datetime(value)
+        except ValueError:
+            parsed = None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            parsed = datetime.fromtimestamp(value, tz=UTC)  # seconds since the epoch
+        except (OverflowError, OSError, ValueError):
+            parsed = None
+    if parsed is None:
+        errors.append(("timestamp", "Must be an ISO 8601 date-time (e.g. 2026-11-23T14:05:00Z) or Unix seconds."))
+        return now
+    if timezone.is_naive(parsed):
+        parsed = parsed.replace(tzinfo=UTC)  # documented: a time without an offset is UTC
+    if parsed > now + FUTURE_TOLERANCE:
+        errors.append(("timestamp", "Is in the future (more than 5 minutes ahead of the server's clock)."))
+    elif parsed < now - MAX_AGE:
+        errors.append(("timestamp", f"Is more than {MAX_AGE.days} days old."))
+    return parsed.astimezone(UTC)
+
+
+def _tags(item: Mapping, errors: list) -> dict[str, str]:
+    value = item.get("tags")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        errors.append(("tags", "Must be an object of key → value, e.g. {\"feature\": \"search\"}."))
+        return {}
+    if len(value) > MAX_TAGS:
+        errors.append(("tags", f"At most {MAX_TAGS} tags."))
+        return {}
+    tags = {}
+    for key, raw in value.items():
+        if not key or len(key) > MAX_TAG_KEY:
+            errors.append(("tags", f"Tag keys must have 1 to {MAX_TAG_KEY} characters."))
+            return {}
+        if isinstance(raw, str):
+            text = raw
+        elif isinstance(raw, bool):
+            text = "true" if raw else "false"
+        elif isinstance(raw, int | float):
+            text = str(raw)
+        else:
+            errors.append(("tags", f"Tag {key!r} must be a string, number or boolean."))
+            return {}
+        if len(text) > MAX_TAG_VALUE:
+            errors.append(("tags", f"Tag {key!r} is longer than {MAX_TAG_VALUE} characters."))
+            return {}
+        tags[key] = text
+    return tags
+
+
+def validate(index: int, item: object, now: datetime) -> tuple[_Event | None, list[ItemError]]:
+    if not isinstance(item, dict):
+        return None, [ItemError(index, "non_field_errors", "Each event must be a JSON object.")]
+    errors: list[tuple[str, str]] = []
+    for unknown in sorted(set(item) - FIELDS):
+        errors.append((unknown, "Unknown field."))
+    provider = _text(item, "provider", errors, limit=64, required=True)
+    model = _text(item, "model", errors, limit=128, required=True)
+    counts = {name: _count(item, name, errors) for name in TOKEN_FIELDS}
+    if counts["cached_tokens"] > counts["input_tokens"]:
+        errors.append(("cached_tokens", "Cannot exceed input_tokens (cached tokens are part of the input)."))
+    if counts["reasoning_tokens"] > counts["output_tokens"]:
+        errors.append(("reasoning_tokens", "Cannot exceed output_tokens (reasoning tokens are part of the output)."))
+
+    client_cost = None
+    if item.get("cost_usd") is not None:
+        raw = item["cost_usd"]
+        try:
+            if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+                raise InvalidOperation
+            client_cost = Decimal(str(raw))
+            if not client_cost.is_finite() or not 0 <= client_cost <= MAX_COST_USD:
+                raise InvalidOperation
+            client_cost = as_stored(client_cost)
+        except InvalidOperation:
+            errors.append(("cost_usd", f"Must be a number of US dollars between 0 and {MAX_COST_USD:,}."))
+            client_cost = None
+
+    latency = item.get("latency_ms")
+    if latency is not None:
+        if isinstance(latency, bool) or not isinstance(latency, int | float) or not 0 <= latency <= MAX_LATENCY_MS:
+            errors.append(("latency_ms", f"Must be a number of milliseconds between 0 and {MAX_LATENCY_MS:,}."))
+            latency = None
+        else:
+            latency = float(latency)
+
+    status = item.get("status_code")
+    if status is not None and (isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599):
+        errors.append(("status_code", "Must be an HTTP status code (100-599)."))
+        status = None
+    success = item.get("success")
+    if success is None:
+        success = status is None or status < 400
+    elif not isinstance(success, bool):
+        errors.append(("success", "Must be true or false."))
+        success = True
+
+    occurred_at = _timestamp(item, now, errors)
+    tags = _tags(item, errors)
+    key = _text(item, "idempotency_key", errors, limit=128, required=False)
+    source = item.get("source", CostEvent.Source.API)
+    if source not in CostEvent.Source.values:
+        errors.append(("source", f"Must be one of {', '.join(CostEvent.Source.values)}."))
+
+    if errors:
+        return None, [ItemError(index, name, message) for name, message in errors]
+    return _Event(
+        index=index, provider=normalize_provider(provider), model=model, **counts, client_cost=client_cost,
+        latency_ms=latency, status_code=status, success=success, occurred_at=occurred_at, tags=tags,
+        idempotency_key=key, source=source,
+    ), []
+
+
+# ----------------------------------------------------------------------------- pricing
+
+
+def price_events(events: Sequence[_Event]) -> None:
+    """Client-sent costs are kept as sent; the rest are computed, or left unknown (never $0)."""
+    to_price = [e for e in events if e.client_cost is None]
+    book = PriceBook.for_pairs({(e.provider, e.model) for e in to_price}) if to_price else None
+    for event in events:
+        if event.client_cost is not None:
+            event.cost_usd, event.cost_source = event.client_cost, CostEvent.CostSource.CLIENT
+            continue
+        price = book.price_for(event.provider, event.model, event.occurred_at)
+        if price is None:
+            continue
+        event.price_id = price.id
+        event.cost_source = CostEvent.CostSource.COMPUTED
+        event.cost_usd = cost_of(
+            price, input_tokens=event.input_tokens, output_tokens=event.output_tokens,
+            cached_tokens=event.cached_tokens,
+        )
+
+
+# ----------------------------------------------------------------------------- storage
+
+_EVENT_COLUMNS = (
+    "uuid", "project_id", "api_token_id", "token_prefix", "provider", "model", "input_tokens", "output_tokens",
+    "cached_tokens", "reasoning_tokens", "cost_usd", "cost_source", "price_id", "latency_ms", "status_code",
+    "success", "occurred_at", "received_at", "tags", "idempotency_key", "source",
+)
+
+
+class _Adapt:
+    """Values as this database wants them (UUIDs, JSON and datetimes differ between backends)."""
+
+    def __init__(self) -> None:
+        fields = {f.attname: f for f in CostEvent._meta.concrete_fields}
+        self._uuid, self._json, self._datetime = fields["uuid"], fields["tags"], fields["occurred_at"]
+        self._decimal = fields["cost_usd"]
+        self.postgres = connection.vendor == "postgresql"
+
+    def uuid(self, value: uuid.UUID) -> object:
+        return value if self.postgres else self._uuid.get_db_prep_value(value, connection)
+
+    def json(self, value: dict) -> object:
+        return json.dumps(value, separators=(",", ":"))
+
+    def json_placeholder(self) -> str:
+        return "CAST(%s AS jsonb)" if self.postgres else "%s"
+
+    def datetime(self, value: datetime) -> object:
+        return value if self.postgres else self._datetime.get_db_prep_value(value, connection)
+
+    def decimal(self, value: Decimal | None) -> object:
+        return value if self.postgres or value is None else str(value)
+
+
+def _insert_events(project: Project, token: ApiToken | None, events: Sequence[_Event], received_at: datetime) -> set[uuid.UUID]:
+    """Insert; returns the uuids actually inserted (the others were duplicates)."""
+    adapt = _Adapt()
+    row = "(" + ", ".join(adapt.json_placeholder() if c == "tags" else "%s" for c in _EVENT_COLUMNS) + ")"
+    params: list[object] = []
+    token_id = token.id if token is not None else None
+    prefix = token.prefix if token is not None else ""
+    received = adapt.datetime(received_at)
+    for e in events:
+        params.extend((
+            adapt.uuid(e.uuid), project.id, token_id, prefix, e.provider, e.model, e.input_tokens, e.output_tokens,
+            e.cached_tokens, e.reasoning_tokens, adapt.decimal(e.cost_usd), e.cost_source, e.price_id, e.latency_ms,
+            e.status_code, e.success, adapt.datetime(e.occurred_at), received, adapt.json(e.tags), e.idempotency_key,
+            e.source,
+        ))
+    table = CostEvent._meta.db_table
+    sql = (
+        f"INSERT INTO {table} ({', '.join(_EVENT_COLUMNS)}) VALUES {', '.join([row] * len(events))} "  # noqa: S608 (names are ours)
+        "ON CONFLICT (project_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING uuid"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        returned = cursor.fetchall()
+    return {value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)) for (value,) in returned}
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _day(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@dataclass
+class RollupDelta:
+    """Counter changes for one rollup row (negative when re-pricing takes an event out of
+    `unpriced_requests`)."""
+
+    requests: int = 0
+    failures: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    unpriced_requests: int = 0
+    latency_ms_sum: float = 0.0
+    latency_count: int = 0
+
+
+RollupKey = tuple[str, datetime, str, str, str, str, str]  # granularity, bucket, provider, model, token, tag key, value
+
+
+def rollup_keys(*, occurred_at: datetime, provider: str, model: str, token_prefix: str, tags: Mapping[str, str]) -> Iterable[RollupKey]:
+    """Every rollup row one event counts in: untagged and per rolled-up tag key, hourly and daily."""
+    dims = [("", "")] + [(key, tags[key][:MAX_TAG_VALUE]) for key in rollup_tag_keys() if key in tags]
+    for granularity, bucket in ((CostRollup.Granularity.HOUR, _hour(occurred_at)), (CostRollup.Granularity.DAY, _day(occurred_at))):
+        for tag_key, tag_value in dims:
+            yield (granularity, bucket, provider, model, token_prefix, tag_key, tag_value)
+
+
+def _deltas_for(events: Iterable[_Event], token_prefix: str) -> dict[RollupKey, RollupDelta]:
+    deltas: dict[RollupKey, RollupDelta] = {}
+    for e in events:
+        for key in rollup_keys(occurred_at=e.occurred_at, provider=e.provider, model=e.model, token_prefix=token_prefix, tags=e.tags):
+            d = deltas.get(key)
+            if d is None:
+                d = deltas[key] = RollupDelta()
+            d.requests += 1
+            d.failures += not e.success
+            d.input_tokens += e.input_tokens
+            d.output_tokens += e.output_tokens
+            d.cached_tokens += e.cached_tokens
+            d.reasoning_tokens += e.reasoning_tokens
+            if e.cost_usd is None:
+                d.unpriced_requests += 1
+            else:
+                d.cost_usd += e.cost_usd
+            if e.latency_ms is not None:
+                d.latency_ms_sum += e.latency_ms
+                d.latency_count += 1
+    return deltas
+
+
+def apply_rollup_deltas(project_id: int, deltas: Mapping[RollupKey, RollupDelta]) -> None:
+    """One upsert adding `deltas` to their rows, in key order (a consistent lock order)."""
+    if not deltas:
+        return
+    adapt = _Adapt()
+    counters = CostRollup.COUNTERS
+    columns = (*CostRollup.ROLLUP_KEY, *counters)
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    params: list[object] = []
+    for key in sorted(deltas):
+        granularity, bucket, provider, model, token_prefix, tag_key, tag_value = key
+        d = deltas[key]
+        params.extend((
+            project_id, granularity, adapt.datetime(bucket), provider, model, token_prefix, tag_key, tag_value,
+            d.requests, d.failures, d.input_tokens, d.output_tokens, d.cached_tokens, d.reasoning_tokens,
+            adapt.decimal(d.cost_usd), d.unpriced_requests, d.latency_ms_sum, d.latency_count,
+        ))
+    table = CostRollup._meta.db_table
+    updates = ", ".join(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in counters)
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * len(deltas))} "  # noqa: S608 (names are ours)
+        f"ON CONFLICT ({', '.join(CostRollup.ROLLUP_KEY)}) DO UPDATE SET {updates}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def _with_batch_keys(items: Sequence[object], batch_key: str | None) -> None:
+    """A batch sent with an `Idempotency-Key` header gives each event without its own key a
+    derived one, so retrying the whole batch is idempotent too."""
+    if not batch_key:
+        return
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and item.get("idempotency_key") is None:
+            item["idempotency_key"] = f"{batch_key[:100]}:{index}"
+
+
+def ingest(
+    project: Project, items: Sequence[object], *, token: ApiToken | None = None, batch_key: str | None = None,
+) -> IngestResult:
+    """Validate, price and store `items`; the valid ones are stored even if others are not."""
+    if len(items) > MAX_BATCH:
+        raise ValueError(f"At most {MAX_BATCH} events per batch.")
+    now = timezone.now()
+    _with_batch_keys(items, batch_key)
+    result = IngestResult()
+    events: list[_Event] = []
+    first_with_key: dict[str, _Event] = {}
+    repeats: list[tuple[_Event, _Event]] = []  # (repeat, first) with the same key in one batch
+    for index, item in enumerate(items):
+        event, errors = validate(index, item, now)
+        if errors:
+            result.errors.extend(errors)
+        elif event.idempotency_key is not None and event.idempotency_key in first_with_key:
+            repeats.append((event, first_with_key[event.idempotency_key]))
+        else:
+            if event.idempotency_key is not None:
+                first_with_key[event.idempotency_key] = event
+            events.append(event)
+    if not events:
+        return result
+
+    price_events(events)
+    with transaction.atomic():
+        inserted = _insert_events(project, token, events, now)
+        new = [e for e in events if e.uuid in inserted]
+        apply_rollup_deltas(project.id, _deltas_for(new, token.prefix if token else ""))
+        stored: dict[str, tuple[uuid.UUID, Decimal | None]] = {}
+        if len(new) < len(events):  # duplicates: answer with the stored event, not the resent one
+            keys = [e.idempotency_key for e in events if e.uuid not in inserted]
+            rows = CostEvent.objects.filter(project=project, idempotency_key__in=keys)
+            stored = {key: (uuid_, cost) for key, uuid_, cost in rows.values_list("idempotency_key", "uuid", "cost_usd")}
+    for event in events:
+        if event.uuid in inserted:
+            result.accepted.append(Accepted(event.index, event.uuid, False, event.cost_usd))
+        else:
+            event_uuid, cost = stored[event.idempotency_key]
+            result.accepted.append(Accepted(event.index, event_uuid, True, cost))
+    accepted_by_key = {a.index: a for a in result.accepted}
+    for repeat, first in repeats:
+        original = accepted_by_key[first.index]
+        result.accepted.append(Accepted(repeat.index, original.event_uuid, True, original.cost_usd))
+    result.accepted.sort(key=lambda a: a.index)
+    return result
+
+
+# ----------------------------------------------------------------------------- re-pricing
+
+REPRICE_CHUNK = 2000
+
+
+def reprice_unpriced(*, chunk: int = REPRICE_CHUNK) -> int:
+    """Price the events that had no price when they arrived, now that their model may have one;
+    their rollups gain the cost and lose them from `unpriced_requests`. Safe to run anywhere and
+    concurrently: each chunk is claimed with `SELECT … FOR UPDATE SKIP LOCKED` and re-checked.
+    Returns how many events were priced."""
+    priced = 0
+    seen: set[int] = set()
+    while True:
+        with transaction.atomic():
+            rows = list(
+                CostEvent.objects.dangerously_unscoped()
+                .filter(cost_usd__isnull=True, cost_source=CostEvent.CostSource.UNPRICED)
+                .exclude(id__in=seen)
+                .order_by("id")
+                .select_for_update(skip_locked=True)
+                .only("id", "project_id", "provider", "model", "occurred_at", "input_tokens", "output_tokens",
+                      "cached_tokens", "token_prefix", "tags")[:chunk]
+            )
+            if not rows:
+                return priced
+            seen.update(row.id for row in rows)
+            book = PriceBook.for_pairs({(row.provider, row.model) for row in rows})
+            changed = []
+            deltas: dict[int, dict[RollupKey, RollupDelta]] = {}
+            for row in rows:
+                price = book.price_for(row.provider, row.model, row.occurred_at)
+                if price is None:
+                    continue
+                row.cost_usd = cost_of(price, input_tokens=row.input_tokens, output_tokens=row.output_tokens, cached_tokens=row.cached_tokens)
+                row.cost_source, row.price_id = CostEvent.CostSource.COMPUTED, price.id
+                changed.append(row)
+                project_deltas = deltas.setdefault(row.project_id, {})
+                for key in rollup_keys(occurred_at=row.occurred_at, provider=row.provider, model=row.model, token_prefix=row.token_prefix, tags=row.tags):
+                    d = project_deltas.setdefault(key, RollupDelta())
+                    d.cost_usd += row.cost_usd
+                    d.unpriced_requests -= 1
+            CostEvent.objects.bulk_update(changed, ["cost_usd", "cost_source", "price_id"], batch_size=500)
+            for project_id in sorted(deltas):
+                apply_rollup_deltas(project_id, deltas[project_id])
+            priced += len(changed)
