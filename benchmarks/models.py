@@ -163,7 +163,9 @@ TARGET_MIN_INTERVAL_MINUTES = 5  # more often would hammer the endpoint and the 
 TARGET_MAX_INTERVAL_MINUTES = 24 * 60
 
 # Only HTTP(S): every adapter speaks HTTP, and ftp:// (which URLField allows) would only fail later.
-validate_base_url = URLValidator(schemes=["http", "https"], message="Enter an http:// or https:// URL.")
+validate_base_url = URLValidator(
+    schemes=["http", "https"], message="Enter an http:// or https:// URL.", code="invalid_scheme"
+)
 
 
 def validate_model_names(value: object) -> None:

@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='target',
             name='base_url',
-            field=models.URLField(max_length=300, validators=[django.core.validators.URLValidator(message='Enter an http:// or https:// URL.', schemes=['http', 'https'])]),
+            field=models.URLField(max_length=300, validators=[django.core.validators.URLValidator(code='invalid_scheme', message='Enter an http:// or https:// URL.', schemes=['http', 'https'])]),
         ),
         migrations.AlterField(
             model_name='target',
