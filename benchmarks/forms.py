@@ -103,6 +103,7 @@ class TargetForm(SecretKeyForm):
         elif self.instance.api_key:
             key.help_text = "A key is set. Leave empty to keep it; type a new one to replace it."
             self.fields["clear_api_key"].label = "Remove the stored key"
+            self.fields["clear_api_key"].help_text = "Requests are then sent without one."
         else:
             key.help_text = "No key is stored. Stored encrypted; never shown again."
             del self.fields["clear_api_key"]
