@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.models import Organization, Role
@@ -141,6 +142,7 @@ def _managed_target(request: HttpRequest, organization_uuid: UUID, target_uuid: 
     )
 
 
+@sensitive_post_parameters("new_api_key")  # error reports and logs never carry the key
 @login_required
 @require_http_methods(["GET", "POST"])
 def target_create(request: HttpRequest, organization_uuid: UUID) -> HttpResponse:
@@ -157,6 +159,7 @@ def target_create(request: HttpRequest, organization_uuid: UUID) -> HttpResponse
     return _render_target_form(request, form, organization, None)
 
 
+@sensitive_post_parameters("new_api_key")  # error reports and logs never carry the key
 @login_required
 @require_http_methods(["GET", "POST"])
 def target_edit(request: HttpRequest, organization_uuid: UUID, target_uuid: UUID) -> HttpResponse:
