@@ -1,30 +1,10 @@
 from __future__ import annotations
 
-from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from .forms import SecretKeyForm
 from .models import BenchmarkResult, Model, Price, Provider, Run, Target
-
-
-class SecretKeyForm(forms.ModelForm):
-    """Keys are write-only here: the form never shows the stored (encrypted) value."""
-
-    new_api_key = forms.CharField(
-        required=False, widget=forms.PasswordInput(render_value=False),
-        help_text="Leave empty to keep the current key. Stored encrypted; never shown again.",
-    )
-    clear_api_key = forms.BooleanField(required=False, help_text="Remove the stored key.")
-
-    def save(self, commit: bool = True):
-        instance = super().save(commit=False)
-        if self.cleaned_data.get("clear_api_key"):
-            instance.set_api_key("")
-        elif self.cleaned_data.get("new_api_key"):
-            instance.set_api_key(self.cleaned_data["new_api_key"])
-        if commit:
-            instance.save()
-        return instance
 
 
 class ModelInline(admin.TabularInline):

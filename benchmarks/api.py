@@ -12,6 +12,7 @@ set (organization empty) is selected explicitly with `?public=true`, never by wi
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import Prefetch, Q, QuerySet
 from drf_spectacular.types import OpenApiTypes
@@ -33,7 +34,19 @@ from accounts.models import Organization, Role, User
 from accounts.tenancy import TenantScopedViewSetMixin
 
 from . import execution, statistics, tasks
-from .models import BenchmarkResult, Model, Price, Provider, ProviderKind, Run, Target
+from .models import (
+    TARGET_MAX_MODEL_NAMES,
+    TARGET_MODEL_NAME_MAX_LENGTH,
+    BenchmarkResult,
+    Model,
+    Price,
+    Provider,
+    ProviderKind,
+    Run,
+    Target,
+    validate_base_url,
+    validate_model_names,
+)
 
 STAT_RANGES = list(statistics.RANGES)
 PUBLIC_PARAMETER = OpenApiParameter(
@@ -94,19 +107,25 @@ class PriceSerializer(serializers.ModelSerializer):
 
 
 class TargetSerializer(serializers.ModelSerializer):
+    """The rules on a target's fields live on the model (benchmarks/models.py) and are shared
+    with the page form; max_tokens and interval_minutes get their bounds from the model field
+    validators. base_url and model_names are declared here only because DRF needs JSON-shaped
+    fields for them, and they carry the same validators."""
+
     organization = serializers.SlugRelatedField(slug_field="uuid", queryset=Organization.objects.none())
     kind = serializers.ChoiceField(choices=ProviderKind.choices)
+    # DRF drops a model URLField's URLValidators (it adds its own), so the scheme rule goes here too.
+    base_url = serializers.URLField(max_length=300, validators=[validate_base_url])
     api_key = serializers.CharField(
         write_only=True, required=False, allow_blank=True, max_length=1000, trim_whitespace=True,
         help_text="Stored encrypted and never returned; send an empty string to remove it.",
     )
     has_api_key = serializers.SerializerMethodField(help_text="Whether an API key is stored.")
     model_names = serializers.ListField(
-        child=serializers.CharField(max_length=200, allow_blank=False), allow_empty=False, max_length=100,
+        child=serializers.CharField(max_length=TARGET_MODEL_NAME_MAX_LENGTH, allow_blank=False),
+        allow_empty=False, max_length=TARGET_MAX_MODEL_NAMES, validators=[validate_model_names],
         help_text="Model names to benchmark at this endpoint.",
     )
-    max_tokens = serializers.IntegerField(min_value=1, max_value=32768, required=False)
-    interval_minutes = serializers.IntegerField(min_value=5, max_value=1440, required=False)
 
     class Meta:
         model = Target
@@ -131,14 +150,14 @@ class TargetSerializer(serializers.ModelSerializer):
         return bool(target.api_key)
 
     def validate(self, attrs: dict) -> dict:
-        organization = attrs.get("organization") or self.instance.organization
         name = attrs.get("name")
         if name is not None:
-            clash = Target.objects.filter(organization=organization, name=name)
-            if self.instance is not None:
-                clash = clash.exclude(pk=self.instance.pk)
-            if clash.exists():
-                raise serializers.ValidationError({"name": f"{organization.name} already has a target named {name!r}."})
+            organization = attrs.get("organization") or self.instance.organization
+            candidate = Target(pk=self.instance.pk if self.instance else None, organization=organization, name=name)
+            try:
+                candidate.check_name_is_free()
+            except DjangoValidationError as error:
+                raise serializers.ValidationError(error.message_dict) from error
         return attrs
 
     def _save(self, target: Target, validated_data: dict) -> Target:
@@ -332,18 +351,19 @@ class TargetViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
     mixins.UpdateModelMixin, mixins.DestroyModelMixin, TenantViewSet,
 ):
-    """Your organizations' private benchmark targets. Members and up may change them."""
+    """Your organizations' private benchmark targets. Members and up may change them (the same
+    role as on the pages: Target.MANAGE_ROLE)."""
 
     queryset = Target.objects.all()
     serializer_class = TargetSerializer
-    write_role = Role.MEMBER
+    write_role = Target.MANAGE_ROLE
     http_method_names = ["get", "post", "patch", "put", "delete", "head", "options"]
 
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
         return queryset.select_related("organization")
 
     def perform_create(self, serializer: TargetSerializer) -> None:
-        self.require_role(serializer.validated_data["organization"], Role.MEMBER)
+        self.require_role(serializer.validated_data["organization"], self.write_role)
         serializer.save(created_by=self.principal if isinstance(self.principal, User) else None)
 
 

@@ -10,11 +10,13 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
-from django.db.models import Case, IntegerField, Value, When
+from django.db.models import Case, IntegerField, OuterRef, Subquery, Value, When
 from django.utils import timezone
 
-from accounts.models import Organization, TenantQuerySet
+from accounts.models import Organization, Role, TenantQuerySet
 
 from . import credentials
 from .providers import ErrorKind, TokenCountSource
@@ -152,23 +154,80 @@ class Price(models.Model):
         return total / MILLION
 
 
+# The rules a private target must follow, whichever way it is written (page form, API, admin):
+# they sit on the model fields, so ModelForm and ModelSerializer both enforce them.
+TARGET_MAX_MODEL_NAMES = 100
+TARGET_MODEL_NAME_MAX_LENGTH = 200
+TARGET_MAX_TOKENS = 32768
+TARGET_MIN_INTERVAL_MINUTES = 5  # more often would hammer the endpoint and the worker pool
+TARGET_MAX_INTERVAL_MINUTES = 24 * 60
+
+# Only HTTP(S): every adapter speaks HTTP, and ftp:// (which URLField allows) would only fail later.
+validate_base_url = URLValidator(
+    schemes=["http", "https"], message="Enter an http:// or https:// URL.", code="invalid_scheme"
+)
+
+
+def validate_model_names(value: object) -> None:
+    """A non-empty list of distinct, non-blank model names (each becomes one request per run)."""
+    if not isinstance(value, list) or not value:
+        raise ValidationError("Enter at least one model name.", code="required")
+    if len(value) > TARGET_MAX_MODEL_NAMES:
+        raise ValidationError(f"At most {TARGET_MAX_MODEL_NAMES} model names.", code="max_length")
+    for name in value:
+        if not isinstance(name, str) or not name.strip():
+            raise ValidationError("Model names cannot be blank.", code="blank")
+        if len(name) > TARGET_MODEL_NAME_MAX_LENGTH:
+            raise ValidationError(
+                f"{name[:40]}… is longer than {TARGET_MODEL_NAME_MAX_LENGTH} characters.", code="max_length"
+            )
+    duplicates = sorted({name for name in value if value.count(name) > 1})
+    if duplicates:
+        raise ValidationError(f"Listed twice: {', '.join(duplicates)}.", code="duplicate")
+
+
 class TargetQuerySet(TenantQuerySet):
-    pass
+    def with_last_run_status(self) -> TargetQuerySet:
+        """Annotate `last_run_status`: the status of each target's newest run (None if never run)."""
+        newest = Run.objects.filter(target=OuterRef("pk")).order_by("-created_at", "-id").values("status")[:1]
+        return self.annotate(last_run_status=Subquery(newest))
+
+    def name_taken(self, organization: Organization, name: str, *, excluding: Target | None = None) -> bool:
+        clash = self.filter(organization=organization, name=name)
+        if excluding is not None and excluding.pk:
+            clash = clash.exclude(pk=excluding.pk)
+        return clash.exists()
 
 
 class Target(models.Model):
-    """An organization's own endpoint to benchmark privately, with its own key and prompt."""
+    """An organization's own endpoint to benchmark privately, with its own key and prompt.
+
+    Saving a target keeps its beat schedule (a django-celery-beat PeriodicTask) in step and
+    deleting it removes the schedule; see benchmarks/schedules.py and benchmarks/signals.py."""
+
+    # Adding, editing, pausing and deleting targets (and so writing their keys), on pages and in
+    # the API alike. Members may: API tokens, which are never more than members, manage targets
+    # too, and the keys are write-only, so no role can read one back.
+    MANAGE_ROLE = Role.MEMBER
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="benchmark_targets")
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=32, choices=ProviderKind.choices)
-    base_url = models.URLField(max_length=300)
+    base_url = models.URLField(max_length=300, validators=[validate_base_url])
     api_key = credentials.EncryptedSecretField(blank=True, default="")
-    model_names = models.JSONField(default=list, help_text="Model names to benchmark at this endpoint.")
+    model_names = models.JSONField(
+        default=list, validators=[validate_model_names], help_text="Model names to benchmark at this endpoint."
+    )
     prompt = models.TextField(default="Explain, in about 150 words, why latency matters for chat applications.")
-    max_tokens = models.PositiveIntegerField(default=256)
-    interval_minutes = models.PositiveIntegerField(default=15)
+    max_tokens = models.PositiveIntegerField(
+        default=256, validators=[MinValueValidator(1), MaxValueValidator(TARGET_MAX_TOKENS)]
+    )
+    interval_minutes = models.PositiveIntegerField(
+        default=15,
+        validators=[MinValueValidator(TARGET_MIN_INTERVAL_MINUTES), MaxValueValidator(TARGET_MAX_INTERVAL_MINUTES)],
+        help_text="How often the schedule runs this target.",
+    )
     is_enabled = models.BooleanField(default=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -189,10 +248,21 @@ class Target(models.Model):
     def set_api_key(self, raw: str) -> None:
         self.api_key = credentials.encrypt(raw) if raw else ""
 
+    def check_name_is_free(self) -> None:
+        """The unique constraint, as a per-field message (forms and serializers exclude
+        `organization`, so Django's own constraint check would skip it)."""
+        if Target.objects.name_taken(self.organization, self.name, excluding=self):
+            raise ValidationError({"name": f"{self.organization.name} already has a target named “{self.name}”."})
+
     @property
     def schedule_key(self) -> str:
         """Runs of this target share it, so two of them are never active at once."""
         return f"target:{self.uuid}"
+
+    def sync_schedule(self) -> None:
+        from . import schedules  # imported late: it imports django-celery-beat's models
+
+        schedules.sync(self)
 
 
 class RunQuerySet(TenantQuerySet):

@@ -5,7 +5,7 @@ import logging
 from celery import shared_task
 
 from . import discovery, execution, prices
-from .models import Run
+from .models import Run, Target
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,29 @@ def run_public_benchmarks() -> str | None:
         )
     except execution.RunAlreadyActive:
         logger.info("Public benchmark run skipped: the previous one is still active")
+        return None
+    return str(execution.execute_run(run).uuid)
+
+
+@shared_task(name="benchmarks.tasks.run_target", ignore_result=False)
+def run_target(target_uuid: str) -> str | None:
+    """A private target's beat schedule (benchmarks/schedules.py): benchmark it now. Skips,
+    rather than overlaps, while another run of the same target is pending or running (including
+    a "Run now"), and does nothing for a target that was paused or deleted since beat sent this."""
+    target = (
+        Target.objects.dangerously_unscoped().select_related("organization")
+        .filter(uuid=target_uuid, is_enabled=True).first()
+    )
+    if target is None:
+        logger.info("Scheduled run of target %s skipped: it is paused or gone", target_uuid)
+        return None
+    try:
+        run = execution.start_run(
+            name=f"{target.name} (scheduled)", triggered_by=Run.Trigger.SCHEDULE,
+            organization=target.organization, target=target, schedule_key=target.schedule_key,
+        )
+    except execution.RunAlreadyActive:
+        logger.info("Scheduled run of target %s skipped: the previous one is still active", target_uuid)
         return None
     return str(execution.execute_run(run).uuid)
 

@@ -11,14 +11,16 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.models import Role
+from accounts.models import Organization, Role
 from accounts.tenancy import current_project, organization_for
 
 from . import execution, statistics, tasks
+from .forms import TargetForm
 from .models import BenchmarkResult, Run, Target
 
 DEFAULT_RANGE = "24h"
@@ -113,7 +115,7 @@ def organization_benchmarks(request: HttpRequest, organization_uuid: UUID) -> Ht
         )
         .order_by("-created_at")[:20]
     )
-    targets = list(Target.objects.visible_to(request.user).filter(organization=organization))
+    targets = list(Target.objects.visible_to(request.user).filter(organization=organization).with_last_run_status())
     active = set(
         Run.objects.visible_to(request.user)
         .filter(organization=organization, target__in=targets, status__in=ACTIVE_STATUSES)
@@ -124,8 +126,87 @@ def organization_benchmarks(request: HttpRequest, organization_uuid: UUID) -> Ht
     context.update(
         organization=organization, runs=runs, targets=targets,
         can_run=request.role >= Role.MEMBER,
+        can_manage=request.role >= Target.MANAGE_ROLE,
     )
     return render(request, "benchmarks/organization.html", context)
+
+
+# ---------------------------------------------------------------------------------------------
+# Managing targets (Target.MANAGE_ROLE, the same role the API's TargetViewSet needs)
+# ---------------------------------------------------------------------------------------------
+def _managed_target(request: HttpRequest, organization_uuid: UUID, target_uuid: UUID) -> Target:
+    organization = organization_for(request, organization_uuid, Target.MANAGE_ROLE)
+    return get_object_or_404(
+        Target.objects.visible_to(request.user).filter(organization=organization).select_related("organization"),
+        uuid=target_uuid,
+    )
+
+
+@sensitive_post_parameters("new_api_key")  # error reports and logs never carry the key
+@login_required
+@require_http_methods(["GET", "POST"])
+def target_create(request: HttpRequest, organization_uuid: UUID) -> HttpResponse:
+    organization = organization_for(request, organization_uuid, Target.MANAGE_ROLE)
+    form = TargetForm(request.POST or None, organization=organization)
+    if request.method == "POST":
+        if form.is_valid():
+            target = form.save(commit=False)
+            target.created_by = request.user
+            target.save()
+            schedule = f"runs every {target.interval_minutes} minutes" if target.is_enabled else "paused"
+            messages.success(request, f"Target “{target.name}” added ({schedule}).")
+            return redirect("organization_benchmarks", organization.uuid)
+    return _render_target_form(request, form, organization, None)
+
+
+@sensitive_post_parameters("new_api_key")  # error reports and logs never carry the key
+@login_required
+@require_http_methods(["GET", "POST"])
+def target_edit(request: HttpRequest, organization_uuid: UUID, target_uuid: UUID) -> HttpResponse:
+    target = _managed_target(request, organization_uuid, target_uuid)
+    form = TargetForm(request.POST or None, instance=target, organization=target.organization)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, f"Target “{target.name}” saved.")
+        return redirect("organization_benchmarks", target.organization.uuid)
+    return _render_target_form(request, form, target.organization, target)
+
+
+def _render_target_form(
+    request: HttpRequest, form: TargetForm, organization: Organization, target: Target | None
+) -> HttpResponse:
+    # A form with errors comes back as 400, so scripts and tests can tell it from a fresh form.
+    status = 400 if form.is_bound and form.errors else 200
+    context = {"organization": organization, "target": target, "form": form}
+    return render(request, "benchmarks/target_form.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def target_delete(request: HttpRequest, organization_uuid: UUID, target_uuid: UUID) -> HttpResponse:
+    target = _managed_target(request, organization_uuid, target_uuid)
+    if request.method == "POST":
+        organization, name = target.organization, target.name
+        target.delete()  # its results stay (their target becomes empty); its schedule goes
+        messages.success(request, f"Target “{name}” deleted. Its past results are kept.")
+        return redirect("organization_benchmarks", organization.uuid)
+    context = {"organization": target.organization, "target": target, "result_count": target.results.count()}
+    return render(request, "benchmarks/target_delete.html", context)
+
+
+@login_required
+@require_POST
+def target_set_enabled(request: HttpRequest, organization_uuid: UUID, target_uuid: UUID) -> HttpResponse:
+    """Pause or resume. The wanted state is in the form (not a toggle), so a double submit is
+    harmless; saving the instance (not a queryset update) re-syncs the beat schedule."""
+    target = _managed_target(request, organization_uuid, target_uuid)
+    wanted = request.POST.get("enabled")
+    if wanted not in ("true", "false"):
+        return HttpResponseBadRequest("enabled must be true or false")
+    target.is_enabled = wanted == "true"
+    target.save(update_fields=["is_enabled"])
+    messages.success(request, f"Target “{target.name}” {'resumed' if target.is_enabled else 'paused'}.")
+    return redirect("organization_benchmarks", target.organization.uuid)
 
 
 @login_required

@@ -19,29 +19,72 @@
     return raw.toLowerCase();
   }
 
-  function setupSorting(table) {
-    var buttons = table.querySelectorAll("thead th button[data-sort]");
-    buttons.forEach(function (button) {
-      button.addEventListener("click", function () {
-        var th = button.closest("th");
-        var index = Array.prototype.indexOf.call(th.parentNode.children, th);
-        var kind = button.getAttribute("data-sort");
-        var ascending = button.getAttribute("aria-sort") !== "ascending";
-        buttons.forEach(function (b) { b.removeAttribute("aria-sort"); });
-        button.setAttribute("aria-sort", ascending ? "ascending" : "descending");
-        var tbody = table.tBodies[0];
-        var rows = Array.prototype.slice.call(tbody.rows);
-        rows.sort(function (a, b) {
-          var x = sortValue(a.cells[index], kind), y = sortValue(b.cells[index], kind);
-          if (x === null && y === null) return 0;
-          if (x === null) return 1;
-          if (y === null) return -1;
-          var order = x < y ? -1 : x > y ? 1 : 0;
-          return ascending ? order : -order;
-        });
-        rows.forEach(function (row) { tbody.appendChild(row); });
+  function sortRows(table, index, kind, ascending) {
+    var tbody = table.tBodies[0];
+    var rows = Array.prototype.slice.call(tbody.rows);
+    rows.sort(function (a, b) {
+      var x = sortValue(a.cells[index], kind), y = sortValue(b.cells[index], kind);
+      if (x === null && y === null) return 0;
+      if (x === null) return 1;
+      if (y === null) return -1;
+      var order = x < y ? -1 : x > y ? 1 : 0;
+      return ascending ? order : -order;
+    });
+    rows.forEach(function (row) { tbody.appendChild(row); });
+  }
+
+  // On small screens the table is stacked and its header (the sort buttons) hidden, so a
+  // <select> offers the same sorts; both stay in step. Built here, so it exists only with JS.
+  function sortSelect(table, buttons, apply) {
+    var wrap = document.createElement("div");
+    wrap.className = "sort-control";
+    var label = document.createElement("label");
+    label.textContent = "Sort by";
+    var select = document.createElement("select");
+    select.id = "sort-" + (table.id || "table");
+    select.setAttribute("data-testid", "sort-select");
+    label.htmlFor = select.id;
+    buttons.forEach(function (button, i) {
+      var name = button.textContent.trim();
+      var text = button.getAttribute("data-sort") === "text";
+      [[true, text ? "A–Z" : "low to high"], [false, text ? "Z–A" : "high to low"]].forEach(function (pair) {
+        var option = document.createElement("option");
+        option.value = i + ":" + (pair[0] ? "asc" : "desc");
+        option.textContent = name + " (" + pair[1] + ")";
+        select.appendChild(option);
       });
     });
+    select.addEventListener("change", function () {
+      var parts = select.value.split(":");
+      apply(parseInt(parts[0], 10), parts[1] === "asc");
+    });
+    wrap.appendChild(label);
+    wrap.appendChild(select);
+    var box = table.closest(".table-wrap") || table;
+    box.parentNode.insertBefore(wrap, box);
+    return select;
+  }
+
+  function setupSorting(table) {
+    var buttons = Array.prototype.slice.call(table.querySelectorAll("thead th button[data-sort]"));
+    var select = null;
+    function apply(i, ascending) {
+      var button = buttons[i];
+      var th = button.closest("th");
+      var index = Array.prototype.indexOf.call(th.parentNode.children, th);
+      buttons.forEach(function (b) { b.removeAttribute("aria-sort"); });
+      button.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+      if (select) select.value = i + ":" + (ascending ? "asc" : "desc");
+      sortRows(table, index, button.getAttribute("data-sort"), ascending);
+    }
+    buttons.forEach(function (button, i) {
+      button.addEventListener("click", function () {
+        apply(i, button.getAttribute("aria-sort") !== "ascending");
+      });
+    });
+    select = sortSelect(table, buttons, apply);
+    var initial = buttons.findIndex(function (b) { return b.hasAttribute("aria-sort"); });
+    if (initial >= 0) select.value = initial + ":" + (buttons[initial].getAttribute("aria-sort") === "ascending" ? "asc" : "desc");
   }
 
   // ---- Charts --------------------------------------------------------------------------------
@@ -112,16 +155,23 @@
     var bar = document.getElementById("ttft-chart");
     if (bar) {
       showEmpty(bar, !data.bar.labels.length);
+      // Horizontal bars: long model names read on one line, and every bar keeps its label
+      // (a category axis auto-skips labels when they do not fit, leaving bars unnamed).
       charts.push(new Chart(bar, {
         type: "bar",
         data: {
           labels: data.bar.labels,
-          datasets: [{ label: "TTFT p50 (ms)", data: data.bar.ttft_p50_ms, borderRadius: 4,
+          datasets: [{ label: "TTFT p50 (ms)", data: data.bar.ttft_p50_ms, borderRadius: 4, maxBarThickness: 28,
             backgroundColor: data.bar.labels.map(colorFor) }]
         },
         options: baseOptions("ms", function (options) {
+          options.indexAxis = "y";
           options.plugins.legend.display = false;
-          options.interaction = { mode: "nearest", intersect: true };
+          options.interaction = { mode: "nearest", axis: "y", intersect: false };
+          options.scales = {
+            x: { beginAtZero: true, border: { display: false }, title: { display: true, text: "ms" } },
+            y: { grid: { display: false }, ticks: { autoSkip: false } }
+          };
         })
       }));
     }

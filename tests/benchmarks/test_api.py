@@ -160,6 +160,8 @@ def test_the_outsider_cannot_name_acme_in_a_body(personas, api_as):
         ("name", ""),
         ("kind", "carrier_pigeon"),
         ("base_url", "not a url"),
+        ("base_url", "ftp://files.acme.example/v1"),  # the rules shared with the page form
+        ("model_names", ["gpt-4o", "gpt-4o"]),
         ("model_names", []),
         ("model_names", [""]),
         ("model_names", "gpt-4o"),
