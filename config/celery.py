@@ -43,4 +43,15 @@ app.conf.beat_schedule = {
         "schedule": 24 * 60 * 60,
         "options": {"expires": 60 * 60},
     },
+    # Safety net: a re-pricing triggered by a new price may have been lost with its worker.
+    "costs.reprice-unpriced": {
+        "task": "costs.tasks.reprice_unpriced",
+        "schedule": 60 * 60,
+        "options": {"expires": 30 * 60},
+    },
+    "costs.fetch-exchange-rates": {
+        "task": "costs.tasks.fetch_exchange_rates",
+        "schedule": 24 * 60 * 60,
+        "options": {"expires": 60 * 60},
+    },
 }

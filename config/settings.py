@@ -235,6 +235,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": PULSE_VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a `source` field with different choices; name each enum.
+    "ENUM_NAME_OVERRIDES": {
+        "CostEventSourceEnum": "costs.models.CostEvent.Source",
+        "CostSourceEnum": "costs.models.CostEvent.CostSource",
+        "PriceSourceEnum": "benchmarks.models.Price.Source",
+    },
     # Swagger UI is served from our own static files (no CDN; the docs work offline).
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
