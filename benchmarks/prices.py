@@ -33,7 +33,7 @@ class SyncReport:
         return f"{self.created} price(s) added, {self.unchanged} unchanged, {len(self.unpriced)} model(s) unpriced"
 
 
-def _base(value: Decimal | types.TieredPrices | None) -> Decimal | None:
+def base_price(value: Decimal | types.TieredPrices | None) -> Decimal | None:
     """A flat price, or the base tier of a tiered one (tiers apply past e.g. 200K-token prompts)."""
     if value is None:
         return None
@@ -57,7 +57,7 @@ def _periods(prices: types.ModelPrice | list[types.ConditionalPrice]) -> list[tu
 
 
 def _values(model_price: types.ModelPrice) -> dict[str, Decimal | None]:
-    return {name: _base(getattr(model_price, name, None)) for name in FIELDS}
+    return {name: base_price(getattr(model_price, name, None)) for name in FIELDS}
 
 
 def _same(price: Price | None, values: dict[str, Decimal | None]) -> bool:
