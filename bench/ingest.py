@@ -165,11 +165,11 @@ def copy_ceiling(project_id: int, rows: int) -> float:
         provider, model = rng.choice(MODELS)
         buffer.write(
             f"{uuid.uuid4()}\t{project_id}\t{provider}\t{model}\t{rng.randint(200, 8000)}\t{rng.randint(20, 800)}\t0\t0\t"
-            f"computed\t{now.isoformat()}\t{now.isoformat()}\t{{\"feature\": \"chat\"}}\tcopy-{i}\tapi\ttrue\n"
+            f"computed\t{now.isoformat()}\t{now.isoformat()}\t{{\"feature\": \"chat\"}}\tcopy-{i}\tapi\ttrue\tbench\n"
         )
     data = buffer.getvalue()
     columns = ("uuid, project_id, provider, model, input_tokens, output_tokens, cached_tokens, reasoning_tokens, "
-               "cost_source, occurred_at, received_at, tags, idempotency_key, source, success")
+               "cost_source, occurred_at, received_at, tags, idempotency_key, source, success, token_prefix")
     with psycopg.connect(database_url()) as conn:
         started = time.perf_counter()
         with conn.cursor().copy(f"COPY costs_costevent ({columns}) FROM STDIN") as copy:
