@@ -89,7 +89,7 @@ def prepare() -> tuple[str, int]:
     return out[-2], int(out[-1])
 
 
-def make_batch(rng: random.Random, now: datetime, run: str, number: int) -> bytes:
+def make_batch(rng: random.Random, now: datetime, run: str, number: int, spread_s: float) -> bytes:
     events = []
     for i in range(BATCH):
         provider, model = rng.choice(MODELS)
@@ -98,19 +98,19 @@ def make_batch(rng: random.Random, now: datetime, run: str, number: int) -> byte
             "provider": provider, "model": model, "input_tokens": input_tokens,
             "output_tokens": rng.randint(20, 800), "cached_tokens": rng.choice([0, 0, input_tokens // 2]),
             "latency_ms": round(rng.uniform(200, 4000), 1), "status_code": rng.choice([200] * 30 + [429, 500]),
-            "timestamp": (now - timedelta(seconds=rng.randint(0, 86400 * 2))).isoformat(),
+            "timestamp": (now - timedelta(seconds=rng.uniform(0, spread_s))).isoformat(),
             "tags": {"feature": rng.choice(FEATURES), "environment": "production"},
             "idempotency_key": f"{run}-{number}-{i}",
         })
     return json.dumps({"events": events}).encode()
 
 
-async def load(port: int, token: str, seconds: float, clients: int) -> dict:
+async def load(port: int, token: str, seconds: float, clients: int, spread_s: float) -> dict:
     run = uuid.uuid4().hex[:8]
     rng = random.Random(7)
     now = datetime.now(UTC)
     # Bodies are made before the clock starts: the bench measures the server, not json.dumps.
-    bodies = [make_batch(rng, now, run, n) for n in range(clients * 4)]
+    bodies = [make_batch(rng, now, run, n, spread_s) for n in range(clients * 4)]
     sent = {"accepted": 0, "duplicates": 0, "rejected": 0, "requests": 0, "errors": 0}
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
@@ -198,11 +198,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+    parser.add_argument("--spread-hours", type=float, default=0.1,
+                        help="events' timestamps spread over this many hours before now: 0.1 is a live "
+                             "exporter; 48 is a backfill touching ~100x more rollup rows per batch")
     parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
     args = parser.parse_args()
 
     print(f"Pulse ingestion bench: {os.cpu_count()} CPUs, {args.clients} clients x batches of {BATCH}, "
-          f"gunicorn {args.workers} workers, {args.seconds:g} s")
+          f"gunicorn {args.workers} workers, {args.seconds:g} s, timestamps over {args.spread_hours:g} h")
     reset_database()
     token, project_id = prepare()
     port = free_port()
@@ -214,9 +217,9 @@ def main() -> int:
     try:
         wait_for(port)
         # Warm-up: each worker's first batch resolves prices (adopting catalog models).
-        asyncio.run(load(port, token, 2, args.clients))
+        asyncio.run(load(port, token, 2, args.clients, args.spread_hours * 3600))
         warm = verify(project_id)[0]
-        result = asyncio.run(load(port, token, args.seconds, args.clients))
+        result = asyncio.run(load(port, token, args.seconds, args.clients, args.spread_hours * 3600))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

@@ -21,10 +21,12 @@ unpriced events it was added for).
 from __future__ import annotations
 
 import bisect
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from django.core.cache import cache
 from django.db import transaction
 from genai_prices import data_snapshot
 
@@ -122,8 +124,40 @@ def adopt_bundled_model(provider: str, model: str) -> Model | None:
     return catalog_model
 
 
+CATALOG_VERSION_KEY = "costs:price-catalog-version"
+
+
+def catalog_changed() -> None:
+    """Called when a catalog Provider, Model or Price changes (signals): every process drops
+    its memo of resolved prices before its next batch. A random version, not a counter, so a
+    version that was evicted and re-created can never equal one a process still holds."""
+    cache.set(CATALOG_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+
+
+class _Memo:
+    """Per-process memo of pair resolutions and price histories, valid for one catalog version
+    (one cache read per batch instead of a few queries per model)."""
+
+    def __init__(self) -> None:
+        self.version: object = None
+        self.models: dict[tuple[str, str], Model | None] = {}
+        self.histories: dict[int, ModelPrices] = {}
+
+    def refresh(self) -> None:
+        version = cache.get(CATALOG_VERSION_KEY)
+        if version is None:
+            version = uuid.uuid4().hex
+            cache.add(CATALOG_VERSION_KEY, version, timeout=None)
+            version = cache.get(CATALOG_VERSION_KEY, version)
+        if version != self.version:
+            self.version, self.models, self.histories = version, {}, {}
+
+
+_memo = _Memo()
+
+
 class PriceBook:
-    """Prices for the (provider, model) pairs of one batch, resolved with a few queries."""
+    """Prices for the (provider, model) pairs of one batch, resolved once per catalog version."""
 
     def __init__(self, models: dict[tuple[str, str], Model | None], histories: dict[int, ModelPrices]) -> None:
         self._models = models
@@ -131,15 +165,19 @@ class PriceBook:
 
     @classmethod
     def for_pairs(cls, pairs: set[tuple[str, str]], *, adopt: bool = True) -> PriceBook:
-        models: dict[tuple[str, str], Model | None] = {}
-        for provider, model in pairs:
+        _memo.refresh()
+        missing = [pair for pair in pairs if pair not in _memo.models]
+        for provider, model in missing:
             found = _find_catalog_model(provider, model)
             if found is None and adopt:
                 found = adopt_bundled_model(provider, model)
-            models[(provider, model)] = found
-        known = [m for m in models.values() if m is not None]
-        histories = {model_id: _admin_overrides_win(h) for model_id, h in _histories(known).items()}
-        return cls(models, histories)
+            if found is not None or adopt:  # without adopting, a miss is not the final answer
+                _memo.models[(provider, model)] = found
+        models = {pair: _memo.models.get(pair) for pair in pairs}
+        unknown = [m for m in models.values() if m is not None and m.id not in _memo.histories]
+        if unknown:
+            _memo.histories.update({model_id: _admin_overrides_win(h) for model_id, h in _histories(unknown).items()})
+        return cls(models, _memo.histories)
 
     def price_for(self, provider: str, model: str, when: datetime) -> Price | None:
         catalog_model = self._models.get((provider, model))

@@ -375,3 +375,12 @@ def test_rollups_equal_an_aggregation_over_the_raw_events(catalog, personas, bat
         assert rolled_up(personas.project, granularity) == {
             key: [v[0], v[1], v[2], v[3], v[4], v[5]] for key, v in expected.items()
         }
+
+
+def test_a_price_change_reaches_the_next_batch_despite_the_memo(token_client, catalog):
+    client, _ = token_client(["ingest"])
+    first = client.post(URL, event(input_tokens=1_000_000, output_tokens=0), format="json").json()
+    Price.objects.create(model=catalog["model"], input_mtok=Decimal("3"), output_mtok=Decimal("3"),
+                         valid_from=timezone.now() - timedelta(minutes=1), source=Price.Source.ADMIN)
+    second = client.post(URL, event(input_tokens=1_000_000, output_tokens=0), format="json").json()
+    assert (Decimal(first["cost_usd"]), Decimal(second["cost_usd"])) == (Decimal("2"), Decimal("3"))
