@@ -9,10 +9,9 @@ Everything goes through `TenantScopedViewSetMixin` (via `accounts.api.TenantView
 
 from __future__ import annotations
 
-from uuid import UUID
+from decimal import Decimal, InvalidOperation
 
 from django.db.models import QuerySet
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -30,7 +29,7 @@ from accounts.api import TenantViewSet
 from accounts.models import ApiToken, Organization, Project, Role
 from accounts.throttling import ApiTokenRateThrottle
 
-from . import ingestion
+from . import ingestion, recommendations
 from .models import CostEvent
 
 
@@ -133,25 +132,6 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewS
     def organization_of(self, obj: CostEvent) -> Organization:
         return obj.project.organization
 
-    def target_project(self) -> Project:
-        """A project-bound token records into its project; anyone else names one (?project=)."""
-        principal = self.principal
-        if isinstance(principal, ApiToken) and principal.project_id:
-            project = principal.project
-        else:
-            wanted = self.request.query_params.get("project")
-            if not wanted:
-                raise ValidationError({"project": "Name the project to record into (?project=<uuid>)."})
-            try:
-                wanted_uuid = UUID(wanted)
-            except ValueError:
-                raise ValidationError({"project": "Must be a project's UUID."}) from None
-            project = get_object_or_404(
-                Project.objects.visible_to(principal).select_related("organization"), uuid=wanted_uuid
-            )
-        self.require_role(project.organization, self.write_role)
-        return project
-
     def _ingest(self, items: list, project: Project) -> ingestion.IngestResult:
         token = self.principal if isinstance(self.principal, ApiToken) else None
         return ingestion.ingest(project, items, token=token, batch_key=self.request.headers.get("Idempotency-Key"))
@@ -163,7 +143,7 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewS
         summary="Record one LLM call",
     )
     def create(self, request: Request) -> Response:
-        project = self.target_project()
+        project = self.requested_project(self.write_role)
         if not isinstance(request.data, dict):
             raise ValidationError({"non_field_errors": ["Send one event as a JSON object."]})
         result = self._ingest([dict(request.data)], project)
@@ -186,7 +166,7 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewS
     )
     @action(detail=False, methods=["post"], url_path="batch")
     def batch(self, request: Request) -> Response:
-        project = self.target_project()
+        project = self.requested_project(self.write_role)
         events = request.data.get("events") if isinstance(request.data, dict) else None
         if not isinstance(events, list):
             raise ValidationError({"events": ["Send {\"events\": [...]}, a list of events."]})
@@ -204,3 +184,42 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewS
         # Nothing stored and nothing already stored: the request as a whole was bad.
         code = status.HTTP_400_BAD_REQUEST if not result.accepted else status.HTTP_202_ACCEPTED
         return Response(body, status=code)
+
+
+RecommendationSerializer = inline_serializer(
+    "Recommendation",
+    {
+        "kind": serializers.CharField(help_text="cheaper_model, price_rise, prompt_caching or concentration"),
+        "provider": serializers.CharField(), "model": serializers.CharField(),
+        "title": serializers.CharField(), "detail": serializers.CharField(),
+        "monthly_saving_usd": serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True),
+        "assumptions": serializers.ListField(child=serializers.CharField()),
+        "numbers": serializers.DictField(),
+    },
+)
+
+
+class RecommendationViewSet(TenantViewSet):
+    """Cheaper models, price rises, prompt caching and concentration, from the project's own
+    last 30 days of traffic; each with its numbers and assumptions."""
+
+    queryset = CostEvent.objects.all()
+
+    @extend_schema(
+        parameters=[
+            PROJECT_PARAMETER,
+            OpenApiParameter("share", OpenApiTypes.FLOAT, OpenApiParameter.QUERY,
+                             description="Share of a model's traffic assumed to move (0.05-1; default 0.5)."),
+        ],
+        responses={200: inline_serializer("Recommendations", {"results": RecommendationSerializer.__class__(many=True)})},
+        summary="Recommendations to spend less",
+    )
+    def list(self, request: Request) -> Response:
+        project = self.requested_project()
+        try:
+            share = Decimal(request.query_params.get("share", "0.5"))
+            if not share.is_finite() or not Decimal("0.05") <= share <= 1:
+                raise InvalidOperation
+        except InvalidOperation:
+            raise ValidationError({"share": ["Must be a number between 0.05 and 1."]}) from None
+        return Response({"results": [r.as_dict() for r in recommendations.recommend(project, share=share)]})

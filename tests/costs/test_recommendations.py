@@ -61,3 +61,23 @@ def test_a_recent_price_rise_is_flagged_with_its_monthly_cost(personas):
 
 def test_no_traffic_no_recommendations(personas):
     assert recommend(personas.project) == []
+
+
+REC_URL = "/api/v1/costs/recommendations"
+
+
+def test_the_api_lists_recommendations_for_a_visible_project_only(personas, api_as, token_client):
+    send(personas.project, 50, provider="openai", model="gpt-4o", input_tokens=6000, output_tokens=300)
+    url = f"{REC_URL}?project={personas.project.uuid}"
+    viewer = api_as("viewer").get(url)
+    assert viewer.status_code == 200
+    first = viewer.json()["results"][0]
+    assert first["assumptions"] and first["title"] and "numbers" in first
+    assert api_as("outsider").get(url).status_code == 404
+    reader, _ = token_client(["read"])
+    assert reader.get(REC_URL).status_code == 200  # a project token needs no ?project=
+    ingest_only, _ = token_client(["ingest"])
+    assert ingest_only.get(REC_URL).status_code == 403
+    assert api_as("viewer").get(REC_URL).status_code == 400
+    assert "share" in api_as("viewer").get(f"{url}&share=2").json()
+    assert "share" in api_as("viewer").get(f"{url}&share=abc").json()
