@@ -7,6 +7,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django import forms
+from django.http import QueryDict
 from django.utils import timezone
 
 from accounts.models import ApiToken, Project, User
@@ -27,7 +28,7 @@ class ActivityFilterForm(forms.Form):
     filter; the valid ones still apply (a typo in one box does not empty the page)."""
 
     range = forms.ChoiceField(
-        choices=[("", "Custom dates"), *RANGE_LABELS.items()], required=False, label="Period",
+        choices=[*RANGE_LABELS.items(), ("", "Custom dates")], required=False, label="Period",
     )
     start = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
@@ -43,7 +44,10 @@ class ActivityFilterForm(forms.Form):
     )
     unpriced = forms.BooleanField(required=False, label="Unpriced only")
 
-    def __init__(self, data: object, *, project: Project, user: User) -> None:
+    def __init__(self, data: QueryDict, *, project: Project, user: User) -> None:
+        if "range" not in data and not data.get("start") and not data.get("end"):
+            data = data.copy()  # show the default period as chosen, not as "custom dates"
+            data["range"] = DEFAULT_RANGE
         super().__init__(data)
         self.project = project
         self.zone = ZoneInfo(project.organization.time_zone)
