@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Max, Sum
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from accounts.models import ApiToken, Project, TenantQuerySet
@@ -42,8 +43,11 @@ class CostEventQuerySet(TenantQuerySet):
 
     def tagged(self, key: str, value: str) -> CostEventQuerySet:
         """Events whose tag `key` is `value`. KeyTextTransform takes the key literally (a key
-        with "__" in it is not a nested lookup) and works on SQLite, where `contains` does not."""
-        return self.alias(_tag_value=KeyTextTransform(key, "tags")).filter(_tag_value=value)
+        with "__" in it is not a nested lookup) and works on SQLite, where `contains` does not;
+        the cast makes the comparison plain text (on SQLite a JSON key's `exact` lookup would
+        parse the value as JSON and fail on "chat")."""
+        tag_value = Cast(KeyTextTransform(key, "tags"), output_field=models.TextField())
+        return self.alias(_tag_value=tag_value).filter(_tag_value=value)
 
 
 class CostEvent(models.Model):
