@@ -27,6 +27,7 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py seed_costs_demo
 	$(BIN)/python manage.py seed_benchmark_demo
 	@echo "Pulse is starting on http://127.0.0.1:$(PULSE_PORT)/ (web, worker and beat; Ctrl-C stops all)"
 	$(BIN)/honcho start -f Procfile.dev

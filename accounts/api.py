@@ -13,6 +13,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from costs.currency import currency_of
+
 from .invitations import send_invitation
 from .models import ApiToken, Invitation, Membership, Organization, Project, Role, User
 from .tenancy import TenantScopedViewSetMixin, principal_of
@@ -54,6 +56,25 @@ class UserSerializer(serializers.ModelSerializer):
         model = User
         fields = ["id", "email", "first_name", "last_name"]
         read_only_fields = fields
+
+
+class MeUserSerializer(serializers.ModelSerializer):
+    """The caller's own user: what `GET /me` shows and `PATCH /me` changes."""
+
+    display_currency = serializers.CharField(
+        help_text="USD, GBP or EUR: the currency pages and API responses show money in.",
+    )
+
+    class Meta:
+        model = User
+        fields = ["id", "email", "first_name", "last_name", "display_currency"]
+        read_only_fields = ["id", "email"]
+
+    def validate_display_currency(self, value: str) -> str:
+        try:
+            return currency_of(value)
+        except ValueError as error:
+            raise serializers.ValidationError(str(error)) from None
 
 
 class OrganizationSerializer(serializers.ModelSerializer):
@@ -149,21 +170,23 @@ class NewApiTokenSerializer(ApiTokenSerializer):
 # ---------------------------------------------------------------------------------------------
 # Views
 # ---------------------------------------------------------------------------------------------
-class MeView(APIView):
-    """Who is calling: the token's project and organization, or the signed-in user."""
+ME_RESPONSE = inline_serializer(
+    "Me",
+    {
+        "user": MeUserSerializer(allow_null=True),
+        "token": ApiTokenSerializer(allow_null=True),
+        "organization": OrganizationSerializer(allow_null=True),
+        "project": ProjectSerializer(allow_null=True),
+        "organizations": OrganizationSerializer(many=True),
+    },
+)
 
-    @extend_schema(
-        responses=inline_serializer(
-            "Me",
-            {
-                "user": UserSerializer(allow_null=True),
-                "token": ApiTokenSerializer(allow_null=True),
-                "organization": OrganizationSerializer(allow_null=True),
-                "project": ProjectSerializer(allow_null=True),
-                "organizations": OrganizationSerializer(many=True),
-            },
-        )
-    )
+
+class MeView(APIView):
+    """Who is calling: the token's project and organization, or the signed-in user. A person
+    may PATCH their own name and display currency."""
+
+    @extend_schema(responses=ME_RESPONSE)
     def get(self, request: Request) -> Response:
         principal = principal_of(request)
         context = {"principal": principal, "request": request}
@@ -177,16 +200,27 @@ class MeView(APIView):
                     "organizations": [OrganizationSerializer(principal.organization, context=context).data],
                 }
             )
+        return Response(self._person(principal, context))
+
+    @extend_schema(request=MeUserSerializer, responses=ME_RESPONSE, summary="Change your name or display currency")
+    def patch(self, request: Request) -> Response:
+        principal = principal_of(request)
+        if isinstance(principal, ApiToken):
+            raise PermissionDenied("API tokens have no user settings; sign in as a person to change them.")
+        serializer = MeUserSerializer(principal, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        serializer.save()
+        return Response(self._person(principal, {"principal": principal, "request": request}))
+
+    def _person(self, principal: User, context: dict) -> dict:
         organizations = Organization.objects.visible_to(principal).annotate(my_role=F("memberships__role"))
-        return Response(
-            {
-                "user": UserSerializer(principal).data,
-                "token": None,
-                "organization": None,
-                "project": None,
-                "organizations": OrganizationSerializer(organizations, many=True, context=context).data,
-            }
-        )
+        return {
+            "user": MeUserSerializer(principal).data,
+            "token": None,
+            "organization": None,
+            "project": None,
+            "organizations": OrganizationSerializer(organizations, many=True, context=context).data,
+        }
 
 
 class TenantViewSet(TenantScopedViewSetMixin, viewsets.GenericViewSet):

@@ -5,7 +5,7 @@ from datetime import timedelta
 from django import forms
 from django.utils import timezone
 
-from .models import ApiToken, Organization, Project, Role
+from .models import ApiToken, Organization, Project, Role, User
 
 
 class OrganizationForm(forms.ModelForm):
@@ -13,6 +13,17 @@ class OrganizationForm(forms.ModelForm):
         model = Organization
         fields = ["name", "time_zone"]
         help_texts = {"time_zone": "Budgets' days, weeks and months start at midnight in this zone."}
+
+
+class AccountSettingsForm(forms.ModelForm):
+    class Meta:
+        model = User
+        fields = ["first_name", "last_name", "display_currency"]
+        labels = {"display_currency": "Show money in"}
+        help_texts = {
+            "display_currency": "Costs are stored in US dollars and converted with the latest stored "
+            "exchange rate, whose date is shown next to the figures.",
+        }
 
 
 class ProjectForm(forms.ModelForm):

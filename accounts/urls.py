@@ -7,6 +7,7 @@ from . import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("accounts/login/link/<str:token>/", views.magic_link_login, name="magic_link"),
+    path("settings/", views.account_settings, name="account_settings"),
     path("projects/<uuid:project_uuid>/", views.project_dashboard, name="project_dashboard"),
     path("projects/<uuid:project_uuid>/settings/", views.project_settings, name="project_settings"),
     path("projects/<uuid:project_uuid>/tokens/", views.api_tokens, name="api_tokens"),

@@ -16,9 +16,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from costs import activity as costs_activity
+
 from . import magic_link
 from .adapter import PENDING_INVITATION_SESSION_KEY
 from .forms import (
+    AccountSettingsForm,
     ApiTokenForm,
     InvitationForm,
     OrganizationForm,
@@ -39,6 +42,22 @@ def home(request: HttpRequest) -> HttpResponse:
         messages.info(request, "You are not in any organization yet. Create one to get started.")
         return redirect("organization_create")
     return redirect("project_dashboard", project.uuid)
+
+
+# ---------------------------------------------------------------------------------------------
+# The signed-in person's own settings
+# ---------------------------------------------------------------------------------------------
+@login_required
+@require_http_methods(["GET", "POST"])
+def account_settings(request: HttpRequest) -> HttpResponse:
+    form = AccountSettingsForm(request.POST or None, instance=request.user)
+    if request.method == "POST":
+        if form.is_valid():
+            form.save()
+            messages.success(request, "Your settings were saved.")
+            return redirect("account_settings")
+        return render(request, "settings/account.html", {"form": form}, status=400)
+    return render(request, "settings/account.html", {"form": form})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,7 +141,10 @@ def api_tokens(request: HttpRequest, project_uuid: UUID) -> HttpResponse:
             form = ApiTokenForm()
         else:
             status = 400
-    tokens = ApiToken.objects.visible_to(request.user).filter(project=project).select_related("created_by")
+    tokens = list(ApiToken.objects.visible_to(request.user).filter(project=project).select_related("created_by"))
+    usage = costs_activity.usage_by_token(project, request.user)
+    for token in tokens:
+        token.usage = usage.get(token.prefix)
     return render(
         request,
         "projects/api_tokens.html",

@@ -21,5 +21,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("alerts/", include("alerts.urls")),
     path("", include("benchmarks.urls")),
+    path("", include("costs.urls")),
     path("", include("accounts.urls")),
 ]

@@ -10,10 +10,14 @@ or summary ever scans raw events.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F, Max, Sum
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from accounts.models import ApiToken, Project, TenantQuerySet
@@ -27,6 +31,23 @@ class CostEventQuerySet(TenantQuerySet):
 
     def unpriced(self) -> CostEventQuerySet:
         return self.filter(cost_usd__isnull=True)
+
+    def between(self, start: datetime | None, end: datetime | None) -> CostEventQuerySet:
+        """Events from `start` (inclusive) to `end` (exclusive); either may be open."""
+        qs = self
+        if start is not None:
+            qs = qs.filter(occurred_at__gte=start)
+        if end is not None:
+            qs = qs.filter(occurred_at__lt=end)
+        return qs
+
+    def tagged(self, key: str, value: str) -> CostEventQuerySet:
+        """Events whose tag `key` is `value`. KeyTextTransform takes the key literally (a key
+        with "__" in it is not a nested lookup) and works on SQLite, where `contains` does not;
+        the cast makes the comparison plain text (on SQLite a JSON key's `exact` lookup would
+        parse the value as JSON and fail on "chat")."""
+        tag_value = Cast(KeyTextTransform(key, "tags"), output_field=models.TextField())
+        return self.alias(_tag_value=tag_value).filter(_tag_value=value)
 
 
 class CostEvent(models.Model):
@@ -125,6 +146,36 @@ class CostRollupQuerySet(TenantQuerySet):
     def untagged(self) -> CostRollupQuerySet:
         """The rows that count every event once (tag rows count an event once per tag key)."""
         return self.filter(tag_key="")
+
+    def unpriced_models(self, since: datetime) -> models.QuerySet:
+        """Provider/model pairs with events nobody could price since `since`, most requests
+        first: one group-by over the daily untagged rows (`costrollup_project_range`). The
+        token volume is that of the rows holding unpriced events (a model priced halfway
+        through a day counts its whole day)."""
+        return (
+            self.daily().untagged().filter(bucket__gte=since, unpriced_requests__gt=0)
+            .values("provider", "model")
+            .annotate(requests=Sum("unpriced_requests"), tokens=Sum(F("input_tokens") + F("output_tokens")))
+            .order_by("-requests", "provider", "model")
+        )
+
+    def usage_by_token(self, since: datetime) -> models.QuerySet:
+        """Per API token prefix since `since`: spend, requests, tokens and the last day it sent
+        anything, in one group-by over the daily untagged rows."""
+        return (
+            self.daily().untagged().filter(bucket__gte=since)
+            .values("token_prefix")
+            .annotate(
+                cost_usd=Sum("cost_usd"), requests=Sum("requests"), unpriced=Sum("unpriced_requests"),
+                tokens=Sum(F("input_tokens") + F("output_tokens")), last_day=Max("bucket"),
+            )
+            .order_by()
+        )
+
+    def models_seen(self) -> list[tuple[str, str]]:
+        """Every (provider, model) the project has reported, for the activity log's filters."""
+        rows = self.daily().untagged().values_list("provider", "model").distinct().order_by("provider", "model")
+        return list(rows)
 
 
 class CostRollup(models.Model):

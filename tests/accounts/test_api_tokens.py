@@ -95,7 +95,8 @@ def test_me_for_a_token_is_its_project_and_organization(personas, token_client):
     assert me["token"]["scopes"] == ["ingest", "read"]
     assert (me["project"]["uuid"], me["project"]["name"]) == (str(personas.project.uuid), "Production")
     assert (me["organization"]["uuid"], me["organization"]["name"]) == (str(personas.org.uuid), "Acme")
-    assert [(o["name"], o["role"]) for o in me["organizations"]] == [("Acme", "member")]  # ingesting writes data
+    # Recording usage is writing data: an ingest token counts as a member (Organization.role_of).
+    assert [(o["name"], o["role"]) for o in me["organizations"]] == [("Acme", "member")]
 
 
 @pytest.mark.parametrize(("scopes", "role"), [(["read"], "viewer"), (["write"], "member")])
