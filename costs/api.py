@@ -9,10 +9,7 @@ Everything goes through `TenantScopedViewSetMixin` (via `accounts.api.TenantView
 
 from __future__ import annotations
 
-from uuid import UUID
-
 from django.db.models import QuerySet
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -135,22 +132,7 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewS
 
     def target_project(self) -> Project:
         """A project-bound token records into its project; anyone else names one (?project=)."""
-        principal = self.principal
-        if isinstance(principal, ApiToken) and principal.project_id:
-            project = principal.project
-        else:
-            wanted = self.request.query_params.get("project")
-            if not wanted:
-                raise ValidationError({"project": "Name the project to record into (?project=<uuid>)."})
-            try:
-                wanted_uuid = UUID(wanted)
-            except ValueError:
-                raise ValidationError({"project": "Must be a project's UUID."}) from None
-            project = get_object_or_404(
-                Project.objects.visible_to(principal).select_related("organization"), uuid=wanted_uuid
-            )
-        self.require_role(project.organization, self.write_role)
-        return project
+        return self.requested_project(self.write_role)
 
     def _ingest(self, items: list, project: Project) -> ingestion.IngestResult:
         token = self.principal if isinstance(self.principal, ApiToken) else None
