@@ -14,7 +14,7 @@ from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from rest_framework import permissions
 from rest_framework.exceptions import PermissionDenied as ApiPermissionDenied
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.request import Request
 
 from .models import ApiToken, Organization, Project, Role, User
@@ -123,27 +123,6 @@ class TenantScopedViewSetMixin:
     def organization_of(self, obj: object) -> Organization:
         return obj.organization
 
-    def requested_project(self, minimum: Role = Role.VIEWER) -> Project:
-        """The project a project-level endpoint works on: a project-bound token's own project,
-        else the one named by `?project=<uuid>` (400 if missing or malformed, 404 if not
-        visible), with at least `minimum` (403)."""
-        principal = self.principal
-        if isinstance(principal, ApiToken) and principal.project_id:
-            project = principal.project
-        else:
-            wanted = self.request.query_params.get("project")
-            if not wanted:
-                raise ValidationError({"project": "Name the project (?project=<uuid>)."})
-            try:
-                wanted_uuid = UUID(wanted)
-            except ValueError:
-                raise ValidationError({"project": "Must be a project's UUID."}) from None
-            project = get_object_or_404(
-                Project.objects.visible_to(principal).select_related("organization"), uuid=wanted_uuid
-            )
-        self.require_role(project.organization, minimum)
-        return project
-
     def require_role(self, organization: Organization, minimum: Role) -> Role:
         role = organization.role_of(self.principal)
         if role is None or role < minimum:
@@ -151,3 +130,25 @@ class TenantScopedViewSetMixin:
                 f"This needs the {minimum.label.lower()} role or higher in {organization.name}."
             )
         return role
+
+    def requested_project(self, minimum: Role = Role.VIEWER, param: str = "project") -> Project:
+        """The project a project-level endpoint acts on: a project-bound token's own project, or
+        the one named by `?project=<uuid>` among those the principal can see (else 404), with at
+        least `minimum` there (else 403). Naming another project with a bound token is a 404."""
+        wanted = self.request.query_params.get(param)
+        principal = self.principal
+        if not wanted and isinstance(principal, ApiToken) and principal.project_id:
+            project = principal.project
+        else:
+            if not wanted:
+                raise ApiValidationError({param: [f"Name the project (?{param}=<uuid>)."]})
+            try:
+                wanted_uuid = UUID(wanted)
+            except ValueError:
+                raise ApiValidationError({param: ["Must be a project's UUID."]}) from None
+            project = get_object_or_404(
+                Project.objects.visible_to(principal).select_related("organization"), uuid=wanted_uuid
+            )
+        if minimum > Role.VIEWER:  # seeing the project already means at least a viewer's role
+            self.require_role(project.organization, minimum)
+        return project

@@ -1,16 +1,27 @@
-"""CSV export of events, streamed: rows are written as the database cursor yields them, so an
-export of millions of events needs neither memory nor a long wait for the first byte."""
+"""CSV exports, streamed:
+
+- events (`rows()`): written as the database cursor yields them, so an export of millions of
+  events needs neither memory nor a long wait for the first byte;
+- a cost summary (`summary_csv_response()`): its day and model breakdowns, money written like
+  the JSON API writes it (in the chosen currency, 6 decimal places).
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
+from django.http import StreamingHttpResponse
+from django.utils.text import slugify
+
+from .currency import Rates
 from .display import MoneyDisplay
 from .models import CostEventQuerySet
 from .pricing import as_stored
+from .summary import Summary, Usage
 
 CHUNK_SIZE = 2000
 # Spreadsheets run a cell that starts with one of these as a formula; model names and tags come
@@ -70,3 +81,49 @@ def rows(events: CostEventQuerySet, *, shown: MoneyDisplay, token_names: dict[st
             _text(json.dumps(tags, sort_keys=True, ensure_ascii=False) if tags else ""), source, _text(key),
         ]
         yield writer.writerow(line)
+
+
+# ----------------------------------------------------------------------------- summaries
+
+# Six places: a cost per 1K tokens or a single cheap request is a fraction of a cent.
+MONEY_PLACES = 6
+_QUANTUM = Decimal(1).scaleb(-MONEY_PLACES)
+
+SUMMARY_COLUMNS = (
+    "breakdown", "date", "provider", "model", "requests", "failures", "input_tokens", "output_tokens",
+    "cached_tokens", "reasoning_tokens", "unpriced_requests", "cost",
+)
+
+
+def money_text(amount_usd: Decimal | None, rates: Rates, currency: str) -> str:
+    converted = rates.convert(amount_usd, currency)
+    return "" if converted is None else str(converted.quantize(_QUANTUM, rounding=ROUND_HALF_UP))
+
+
+def summary_rows(summary: Summary, rates: Rates, currency: str) -> Iterator[list[str]]:
+    def counters(usage: Usage) -> list[object]:
+        return [
+            usage.requests, usage.failures, usage.input_tokens, usage.output_tokens, usage.cached_tokens,
+            usage.reasoning_tokens, usage.unpriced_requests, money_text(usage.cost_usd, rates, currency),
+        ]
+
+    yield [*SUMMARY_COLUMNS[:-1], f"cost_{currency.lower()}"]
+    for day in summary.by_day:
+        yield ["day", day.day.isoformat(), "", "", *counters(day)]
+    for model in summary.by_model:
+        yield ["model", "", _text(model.provider), _text(model.model), *counters(model)]
+
+
+def filename_for(summary: Summary) -> str:
+    names = "-".join(slugify(p.name) for p in summary.projects) or "projects"
+    period = summary.period
+    return f"pulse-costs-{names}-{period.first_day.isoformat()}-to-{period.last_day.isoformat()}.csv"
+
+
+def summary_csv_response(summary: Summary, rates: Rates, currency: str) -> StreamingHttpResponse:
+    writer = csv.writer(_Echo())
+    response = StreamingHttpResponse(
+        (writer.writerow(row) for row in summary_rows(summary, rates, currency)), content_type="text/csv; charset=utf-8",
+    )
+    response["Content-Disposition"] = f'attachment; filename="{filename_for(summary)}"'
+    return response
