@@ -253,7 +253,16 @@ SPECTACULAR_SETTINGS = {
 if REDIS_URL:
     CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
     CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL)
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+    # A task taken by a worker that dies before acknowledging it (acks late, below) goes back to
+    # the queue once it has been unacknowledged this long; longer than any task's run or ETA.
+    _visibility_timeout = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
+        "visibility_timeout": _visibility_timeout,
+        # Look for such tasks every tenth of the timeout (at most once a minute) rather than
+        # kombu's default of every ~100 s, so one is redelivered within about 1.1x the timeout.
+        "unacked_restore_interval": max(1, min(60, _visibility_timeout // 10)),
+        "unacked_restore_throttle": 1,
+    }
 else:
     # A broker that needs no server: messages are files under var/broker.
     CELERY_BROKER_URL = "filesystem://"

@@ -6,10 +6,10 @@ from . import currency, ingestion
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
-def reprice_unpriced() -> int:
-    """Idempotent (claims rows with SKIP LOCKED and re-checks them), so a redelivery after a
-    worker crash only finishes the work."""
-    return ingestion.reprice_unpriced()
+def reprice_unpriced(chunk: int = ingestion.REPRICE_CHUNK) -> int:
+    """Idempotent (each chunk is claimed with SKIP LOCKED, re-checked and committed with its
+    rollup changes), so a redelivery after a worker crash only finishes the work."""
+    return ingestion.reprice_unpriced(chunk=chunk)
 
 
 @shared_task(autoretry_for=(Exception,), retry_backoff=60, max_retries=5)

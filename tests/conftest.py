@@ -114,26 +114,57 @@ def database_url_of_test_database() -> str:
     return f"postgres://{user}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+class Worker:
+    """A real `celery worker` process (solo pool) on one queue, against the test database."""
+
+    def __init__(self, queue: str, extra_env: dict[str, str] | None = None) -> None:
+        from django.conf import settings as django_settings
+
+        env = {
+            **os.environ,
+            "PULSE_ENV": "test",
+            "DATABASE_URL": database_url_of_test_database(),
+            "REDIS_URL": django_settings.REDIS_URL,
+            **(extra_env or {}),
+        }
+        self.queue = queue
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--queues", queue,
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO"],
+            cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no warm shutdown, the task in hand is neither finished nor acknowledged."""
+        self.process.kill()
+        self.process.wait(timeout=20)
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            output, _ = self.process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+        return output or ""
+
+
 @pytest.fixture
-def worker(settings):
+def start_worker():
+    """start_worker(queue, extra_env) -> Worker; every worker started is stopped afterwards."""
+    started: list[Worker] = []
+
+    def _start(queue: str | None = None, extra_env: dict[str, str] | None = None) -> Worker:
+        started.append(Worker(queue or f"test-{uuid.uuid4().hex[:8]}", extra_env))
+        return started[-1]
+
+    yield _start
+    for process in started:
+        print(process.stop()[-4000:])  # shown by pytest only when the test fails
+
+
+@pytest.fixture
+def worker(start_worker) -> str:
     """A worker listening on a queue of its own, so no other worker can take our task."""
-    queue = f"test-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "PULSE_ENV": "test",
-        "DATABASE_URL": database_url_of_test_database(),
-        "REDIS_URL": settings.REDIS_URL,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--queues", queue,
-         "--without-gossip", "--without-mingle", "--loglevel=INFO"],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    yield queue
-    process.terminate()
-    try:
-        output, _ = process.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-    print(output[-4000:])  # shown by pytest only when the test fails
+    return start_worker().queue
