@@ -156,7 +156,8 @@ def copy_events(project_id: int, keys: list, count: int, now: datetime) -> float
 
 def build_rollups(project_id: int) -> tuple[float, int]:
     """Mirrors `costs.ingestion.rollup_keys()` and `_deltas_for()`: per UTC hour and day, an
-    untagged row counting every event once, plus one row per rolled-up tag key it carries."""
+    untagged row counting every event once, plus one row per rolled-up tag key it carries, plus
+    per day one row per tag value across providers, models and tokens."""
     from django.db import connection
 
     from costs.models import rollup_tag_keys
@@ -185,6 +186,20 @@ def build_rollups(project_id: int) -> tuple[float, int]:
                     GROUP BY project_id, {bucket}, provider, model, token_prefix, left(tags ->> %s, 128)""",
                     [granularity, key, key, project_id, key, key],
                 )
+        cursor.execute(  # day totals over providers, models and tokens
+            f"""INSERT INTO costs_costrollup ({columns})
+            SELECT project_id, 't', date_trunc('day', occurred_at, 'UTC'), '', '', '', '', '', {counters}
+            FROM costs_costevent WHERE project_id = %s GROUP BY project_id, date_trunc('day', occurred_at, 'UTC')""",
+            [project_id],
+        )
+        for key in rollup_tag_keys():  # and per tag value
+            cursor.execute(
+                f"""INSERT INTO costs_costrollup ({columns})
+                SELECT project_id, 't', date_trunc('day', occurred_at, 'UTC'), '', '', '', %s, left(tags ->> %s, 128), {counters}
+                FROM costs_costevent WHERE project_id = %s AND tags ? %s
+                GROUP BY project_id, date_trunc('day', occurred_at, 'UTC'), left(tags ->> %s, 128)""",
+                [key, key, project_id, key, key],
+            )
         cursor.execute("ANALYZE costs_costevent")
         cursor.execute("ANALYZE costs_costrollup")
         cursor.execute("SELECT count(*) FROM costs_costrollup WHERE project_id = %s", [project_id])
@@ -198,7 +213,7 @@ def check_rollups(project_id: int, count: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*), coalesce(sum(cost_usd), 0) FROM costs_costevent WHERE project_id = %s", [project_id])
         events, cost = cursor.fetchone()
-        for granularity in ("h", "d"):
+        for granularity in ("h", "d", "t"):
             cursor.execute(
                 "SELECT sum(requests), sum(cost_usd) FROM costs_costrollup WHERE project_id = %s AND granularity = %s AND tag_key = ''",
                 [project_id, granularity],

@@ -410,11 +410,16 @@ RollupKey = tuple[str, datetime, str, str, str, str, str]  # granularity, bucket
 
 
 def rollup_keys(*, occurred_at: datetime, provider: str, model: str, token_prefix: str, tags: Mapping[str, str]) -> Iterable[RollupKey]:
-    """Every rollup row one event counts in: untagged and per rolled-up tag key, hourly and daily."""
-    dims = [("", "")] + [(key, tags[key][:MAX_TAG_VALUE]) for key in rollup_tag_keys() if key in tags]
-    for granularity, bucket in ((CostRollup.Granularity.HOUR, _hour(occurred_at)), (CostRollup.Granularity.DAY, _day(occurred_at))):
+    """Every rollup row one event counts in: untagged and per rolled-up tag key, hourly and daily,
+    and per day over all providers, models and tokens (totals, and per tag value)."""
+    tagged = [(key, tags[key][:MAX_TAG_VALUE]) for key in rollup_tag_keys() if key in tags]
+    dims = [("", ""), *tagged]
+    day = _day(occurred_at)
+    for granularity, bucket in ((CostRollup.Granularity.HOUR, _hour(occurred_at)), (CostRollup.Granularity.DAY, day)):
         for tag_key, tag_value in dims:
             yield (granularity, bucket, provider, model, token_prefix, tag_key, tag_value)
+    for tag_key, tag_value in dims:
+        yield (CostRollup.Granularity.DAY_TOTALS, day, "", "", "", tag_key, tag_value)
 
 
 def _deltas_for(events: Iterable[_Event], token_prefix: str) -> dict[RollupKey, RollupDelta]:

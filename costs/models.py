@@ -191,6 +191,10 @@ class CostRollup(models.Model):
     class Granularity(models.TextChoices):
         HOUR = "h", "Hour"
         DAY = "d", "Day"
+        # Summed over providers, models and tokens (untagged: the day's totals; tagged: per tag
+        # value): a daily series or a tag breakdown over 90 days reads one row per day (and
+        # value) instead of one per day x model x token.
+        DAY_TOTALS = "t", "Day, over all models and tokens"
 
     id = models.BigAutoField(primary_key=True)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="cost_rollups")

@@ -122,8 +122,9 @@ class Period:
         shift = len(self.days) * DAY
         return Period(self.start - shift, self.end - shift)
 
-    def rollup_filter(self) -> Q:
-        day = CostRollup.Granularity.DAY
+    def rollup_filter(self, day: str = CostRollup.Granularity.DAY) -> Q:
+        """Whole days from `day` rows (DAY, or DAY_TOTALS where providers, models and tokens
+        are not needed), a partial last day from its hourly rows."""
         if self.to_now:
             return Q(granularity=day, bucket__gte=self.start, bucket__lte=_midnight(self.end))
         whole_days_end = _midnight(self.end)
@@ -274,7 +275,10 @@ def by_provider(models: Sequence[ModelUsage]) -> list[ProviderUsage]:
 
 def by_day(rollups: QuerySet, period: Period) -> list[DayUsage]:
     """Every day of the period, zero-filled."""
-    rows = rollups.untagged().filter(period.rollup_filter()).values("bucket").annotate(**_sums())
+    rows = (
+        rollups.untagged().filter(period.rollup_filter(day=CostRollup.Granularity.DAY_TOTALS))
+        .values("bucket").annotate(**_sums())
+    )
     days = {day: DayUsage(day=day) for day in period.days}
     for row in rows:
         day = row["bucket"].astimezone(UTC).date()  # hourly rows of a partial day fold into it
@@ -301,13 +305,18 @@ def by_token(rollups: QuerySet, period: Period, projects: Sequence[Project]) -> 
 
 
 def by_tag(rollups: QuerySet, period: Period, tag_key: str) -> list[TagUsage]:
-    rows = rollups.filter(tag_key=tag_key).filter(period.rollup_filter()).values("tag_value").annotate(**_sums())
+    rows = (
+        rollups.filter(tag_key=tag_key).filter(period.rollup_filter(day=CostRollup.Granularity.DAY_TOTALS))
+        .values("tag_value").annotate(**_sums())
+    )
     return sorted((TagUsage.of(row, value=row["tag_value"]) for row in rows), key=lambda t: (-t.cost_usd, t.value))
 
 
 def compare(rollups: QuerySet, current: Usage, period: Period) -> Comparison:
     previous = period.previous()
-    usage = Usage.of(rollups.untagged().filter(previous.rollup_filter()).aggregate(**_sums()))
+    usage = Usage.of(
+        rollups.untagged().filter(previous.rollup_filter(day=CostRollup.Granularity.DAY_TOTALS)).aggregate(**_sums())
+    )
     return Comparison(
         previous=previous, usage=usage,
         cost_change_pct=pct_change(current.cost_usd, usage.cost_usd),
@@ -325,7 +334,7 @@ def forecast(rollups: QuerySet, now: datetime) -> Forecast:
     next_month = (month_start + timedelta(days=32)).replace(day=1)
     week_start = today - RUN_RATE_DAYS * DAY
     sums = rollups.untagged().filter(
-        granularity=CostRollup.Granularity.DAY, bucket__gte=min(month_start, week_start), bucket__lte=today,
+        granularity=CostRollup.Granularity.DAY_TOTALS, bucket__gte=min(month_start, week_start), bucket__lte=today,
     ).aggregate(
         month=Sum("cost_usd", filter=Q(bucket__gte=month_start)),
         week=Sum("cost_usd", filter=Q(bucket__gte=week_start, bucket__lt=today)),

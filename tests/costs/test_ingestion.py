@@ -315,9 +315,13 @@ def raw_totals(project, granularity: str) -> dict:
     totals: dict = {}
     for e in CostEvent.objects.dangerously_unscoped().filter(project=project):
         bucket = e.occurred_at.replace(minute=0, second=0, microsecond=0)
-        if granularity == "d":
+        if granularity in ("d", "t"):
             bucket = bucket.replace(hour=0)
-        keys = [(bucket, e.model, "", "")] + [(bucket, e.model, k, e.tags[k]) for k in ("feature", "team") if k in e.tags]
+        tagged = [(k, e.tags[k]) for k in ("feature", "team") if k in e.tags]
+        if granularity == "t":  # day totals and per tag value, over all models
+            keys = [(bucket, "", "", "")] + [(bucket, "", k, v) for k, v in tagged]
+        else:
+            keys = [(bucket, e.model, "", "")] + [(bucket, e.model, k, v) for k, v in tagged]
         for key in keys:
             t = totals.setdefault(key, [0, 0, 0, Decimal(0), 0, 0])
             t[0] += 1
@@ -370,7 +374,7 @@ def test_rollups_equal_an_aggregation_over_the_raw_events(catalog, personas, bat
             for e in batch
         ]
         ingestion.ingest(personas.project, items)
-    for granularity in ("h", "d"):
+    for granularity in ("h", "d", "t"):
         expected = raw_totals(personas.project, granularity)
         assert rolled_up(personas.project, granularity) == {
             key: [v[0], v[1], v[2], v[3], v[4], v[5]] for key, v in expected.items()
