@@ -189,7 +189,10 @@ def recommend(project: Project, *, share: Decimal = Decimal("0.5"), now: datetim
             per_request = c.cost_per_request(t)
             if per_request <= current_per_request * (1 - MIN_SAVING_SHARE):
                 cheaper.append((per_request, c))
-        for per_request, c in sorted(cheaper, key=lambda pair: pair[0])[:3]:
+        best: dict[str, tuple[Decimal, Candidate]] = {}  # one offer per model (e.g. Claude direct vs on Vertex)
+        for per_request, c in sorted(cheaper, key=lambda pair: pair[0]):
+            best.setdefault(c.model, (per_request, c))
+        for per_request, c in list(best.values())[:3]:
             saving = (current_per_request - per_request) * monthly_requests * share
             current_speed = speeds.get((t.provider, t.model), (None, None))
             candidate_speed = speeds.get((c.provider, c.model), (None, None))
