@@ -90,7 +90,7 @@ def test_the_tiles_add_up_to_the_events(client, personas, traffic):
     response = client.get(url(personas))
     # 30 days: four priced calls (one failed, still billed) and one unpriced.
     assert tile(response, "cost").startswith("Total cost $0.0144")
-    assert "1 unpriced request not included" in tile(response, "cost")
+    assert "excludes 1 unpriced" in tile(response, "cost")
     assert tile(response, "requests").startswith("Requests 5")
     assert "1 failed" in tile(response, "requests")
     assert tile(response, "tokens").startswith(f"Tokens {4 * 1200 + 6000:,}")
