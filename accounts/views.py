@@ -17,6 +17,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from costs import activity as costs_activity
+from costs.display import MoneyDisplay
+from costs.overview import Overview
 
 from . import magic_link
 from .adapter import PENDING_INVITATION_SESSION_KEY
@@ -67,9 +69,10 @@ def account_settings(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET"])
 def project_dashboard(request: HttpRequest, project_uuid: UUID) -> HttpResponse:
     project = project_for(request, project_uuid)
-    # The chart is empty until cost events exist (the costs issue fills these series).
-    chart_data = {"labels": [], "cost": [], "tokens": []}
-    return render(request, "projects/dashboard.html", {"project": project, "chart_data": chart_data})
+    overview = Overview.build(
+        project, request.user, shown=MoneyDisplay.for_request(request), range_key=request.GET.get("range"),
+    )
+    return render(request, "projects/dashboard.html", {"project": project, "overview": overview})
 
 
 @login_required

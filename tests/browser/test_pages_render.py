@@ -75,8 +75,7 @@ def test_main_pages_render_cleanly(open_browser, personas, variant):
 
     visit("04-dashboard", f"/projects/{project.uuid}/")
     assert page.locator("[data-testid=kpis] .kpi").count() >= 4
-    assert page.evaluate("typeof Chart") == "function"
-    assert page.locator("canvas#spend-chart").is_visible()
+    assert page.get_by_test_id("overview-empty").is_visible()  # no cost events: no charts yet
 
     visit("05-api-tokens", f"/projects/{project.uuid}/tokens/")
     assert page.locator("table").get_by_text("production backend").is_visible()
