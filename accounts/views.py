@@ -72,7 +72,10 @@ def project_dashboard(request: HttpRequest, project_uuid: UUID) -> HttpResponse:
     overview = Overview.build(
         project, request.user, shown=MoneyDisplay.for_request(request), range_key=request.GET.get("range"),
     )
-    return render(request, "projects/dashboard.html", {"project": project, "overview": overview})
+    return render(
+        request, "projects/dashboard.html",
+        {"project": project, "overview": overview, "can_manage_tokens": request.role >= Role.MEMBER},
+    )
 
 
 @login_required

@@ -304,3 +304,10 @@ def test_the_overview_reads_rollups_not_events(personas, traffic, django_assert_
     event_queries = [q["sql"] for q in captured.captured_queries if '"costs_costevent"' in q["sql"]]
     assert len(event_queries) == 1 and "LIMIT 5" in event_queries[0]
     assert rollups_of([personas.project]).exists()
+
+
+@pytest.mark.parametrize(("persona", "shown"), [("viewer", False), ("member", True)])
+def test_the_create_token_shortcut_is_offered_only_to_those_who_may_create_tokens(client, personas, persona, shown):
+    client.force_login(personas.user(persona))
+    page = client.get(url(personas)).content.decode()
+    assert ("Create an API token" in page) is shown
