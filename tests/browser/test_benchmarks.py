@@ -9,14 +9,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
-from django.test import Client
 from django.utils import timezone
 
 from benchmarks import credentials
 from benchmarks.models import BenchmarkResult, Model, Provider, ProviderKind, Run, Target
 
 from .conftest import DESKTOP, MOBILE
+from .helpers import assert_clean, open_signed_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -25,16 +24,6 @@ SECRET = "sk-browser-typed-5e7d"
 SPREAD = [(0.1, 2), (0.5, 1), (3, 3), (6, 1), (12, 2), (25, 3)]
 EXPECTED_SAMPLES = {"24h": 3, "7d": 7, "30d": 12}
 CHARTS = ["ttft-chart", "latency-chart", "tps-chart", "errors-chart"]
-# Collects CSP violations (enforced or report-only) for the test to read; Playwright's init
-# scripts are not subject to the page's CSP.
-WATCH_CSP = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", function (e) {
-  window.__cspViolations.push(e.violatedDirective + " " + (e.blockedURI || "inline"));
-});
-"""
-
-
 def seed(run: Run, model_name: str, provider_name: str, *, ttft: float, model: Model | None = None) -> None:
     now = timezone.now()
     results = []
@@ -72,23 +61,6 @@ def public_results() -> None:
         seed(run, name, provider.name, ttft=100 + 60 * i, model=model)
 
 
-def sign_in(b, user) -> None:
-    """A session made by Django's test client, handed to the browser (the login form itself is
-    covered by test_pages_render and test_signup_to_code_login)."""
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
-    b.context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": b.base_url}])
-
-
-def open_signed_in(open_browser, user, viewport=DESKTOP):
-    b = open_browser(viewport=viewport)
-    b.context.add_init_script(WATCH_CSP)
-    if user is not None:
-        sign_in(b, user)
-    return b
-
-
 def drawn_charts(page) -> dict[str, list[int]]:
     """Per chart canvas: how many points each dataset holds, as Chart.js itself reports."""
     return page.evaluate(
@@ -106,11 +78,6 @@ def samples_by_model(page) -> dict[str, int]:
         rows.nth(i).locator("td").nth(0).locator("strong").inner_text(): int(rows.nth(i).locator("td").nth(1).inner_text())
         for i in range(rows.count())
     }
-
-
-def assert_clean(b) -> None:
-    b.assert_clean()
-    assert b.page.evaluate("window.__cspViolations") == []
 
 
 def choose_range(b, key: str) -> None:

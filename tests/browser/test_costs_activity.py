@@ -8,33 +8,25 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
 from accounts.models import ApiToken
-from benchmarks.models import Model, Price, Provider, ProviderKind
 from costs.ingestion import ingest
 from costs.models import ExchangeRate
 
 from .conftest import MOBILE
-from .test_benchmarks import assert_clean, open_signed_in
+from .helpers import SHOTS, assert_clean, open_signed_in, overflow, priced_acme_catalog, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-SHOTS = Path("/tmp/shots")
 MODELS = ["acme-large", "acme-small", "mystery-model"]  # the last has no price
 
 
 @pytest.fixture
 def seeded(personas):
-    provider = Provider.objects.create(name="Acme AI", kind=ProviderKind.OPENAI_COMPATIBLE,
-                                       base_url="https://acme.example/v1", genai_prices_id="acme-ai")
-    for name, (inp, out) in {"acme-large": ("2.5", "10"), "acme-small": ("0.15", "0.6")}.items():
-        Price.objects.create(model=Model.objects.create(provider=provider, name=name), input_mtok=Decimal(inp),
-                             output_mtok=Decimal(out), cache_read_mtok=Decimal(inp) / 4,
-                             valid_from=timezone.now() - timedelta(days=365), source=Price.Source.GENAI_PRICES)
+    priced_acme_catalog()
     token, _ = ApiToken.issue(project=personas.project, name="production backend", scopes=["ingest"], by=personas.owner)
     now = timezone.now()
     items = []
@@ -52,17 +44,6 @@ def seeded(personas):
     ExchangeRate.objects.create(currency="GBP", date=date(2026, 11, 20), per_usd=Decimal("0.75"))
 
 
-def shot(b, name: str) -> None:
-    """The whole page, and what fits the screen (the part a person sees first)."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    b.page.screenshot(path=str(SHOTS / f"costs-{name}.png"), full_page=True, animations="disabled")
-    b.page.screenshot(path=str(SHOTS / f"costs-{name}-screen.png"), animations="disabled")
-
-
-def overflow(page) -> int:
-    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-
-
 def test_the_activity_log_filters_by_model_and_opens_an_event(open_browser, personas, seeded):
     personas.viewer.display_currency = "GBP"
     personas.viewer.save()
@@ -78,7 +59,7 @@ def test_the_activity_log_filters_by_model_and_opens_an_event(open_browser, pers
     assert "acme-ai/mystery-model" in page.get_by_test_id("unpriced-warning").inner_text()
     assert "£" in page.locator("main").inner_text() and "$" not in rows.first.inner_text()
     assert "GBP rates as of 20 Nov 2026" in page.locator("main").inner_text()
-    shot(b, "activity-desktop")
+    shot(b, "costs-activity-desktop")
 
     page.get_by_label("Model").select_option("acme-small")
     page.get_by_role("button", name="Apply filters").click()
@@ -93,7 +74,7 @@ def test_the_activity_log_filters_by_model_and_opens_an_event(open_browser, pers
     assert breakdown.is_visible()
     assert "Uncached input" in breakdown.inner_text() and "£" in breakdown.inner_text()
     assert "Acme AI / acme-small" in page.get_by_test_id("price-used").inner_text()
-    shot(b, "detail-desktop")
+    shot(b, "costs-detail-desktop")
     assert_clean(b)
 
 
@@ -103,7 +84,7 @@ def test_bad_filters_show_a_message_not_an_error_page(open_browser, personas, se
     errors = b.page.get_by_test_id("filter-errors").inner_text()
     assert "Tag:" in errors and "From:" in errors
     assert b.page.get_by_test_id("event-row").count() == 50
-    shot(b, "activity-bad-filters")
+    shot(b, "costs-activity-bad-filters")
     assert_clean(b)
 
 
@@ -113,24 +94,24 @@ def test_the_cost_pages_fit_a_phone(open_browser, personas, seeded):
     page.goto(b.url(f"/projects/{personas.project.uuid}/activity/?unpriced=on"))
     assert page.get_by_test_id("event-row").count() == 30
     assert overflow(page) <= 0
-    shot(b, "activity-mobile")
+    shot(b, "costs-activity-mobile")
     page.locator("[data-testid=activity-filters] button[type=submit]").scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "costs-activity-mobile-rows.png"), animations="disabled")
     page.get_by_test_id("event-row").first.locator("td").first.get_by_role("link").click()
     page.wait_for_load_state("networkidle")
     assert "unknown (not $0)" in page.locator("main").inner_text()
     assert overflow(page) <= 0
-    shot(b, "detail-mobile-unpriced")
+    shot(b, "costs-detail-mobile-unpriced")
     page.goto(b.url(f"/projects/{personas.project.uuid}/activity/?model=acme-large"))
     page.get_by_test_id("event-row").first.locator("td").first.get_by_role("link").click()
     page.wait_for_load_state("networkidle")
     assert overflow(page) <= 0
-    shot(b, "detail-mobile")
+    shot(b, "costs-detail-mobile")
     page.goto(b.url(f"/projects/{personas.project.uuid}/tokens/"))
     assert overflow(page) <= 0
-    shot(b, "tokens-mobile")
+    shot(b, "costs-tokens-mobile")
     page.goto(b.url("/settings/"))
-    shot(b, "settings-mobile")
+    shot(b, "costs-settings-mobile")
     assert_clean(b)
 
 
@@ -138,5 +119,5 @@ def test_the_api_tokens_page_shows_usage(open_browser, personas, seeded):
     b = open_signed_in(open_browser, personas.owner)
     b.page.goto(b.url(f"/projects/{personas.project.uuid}/tokens/"))
     assert "req" in b.page.get_by_test_id("token-requests").first.inner_text()
-    shot(b, "tokens-desktop")
+    shot(b, "costs-tokens-desktop")
     assert_clean(b)

@@ -9,34 +9,26 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
 from accounts.models import ApiToken
-from benchmarks.models import Model, Price, Provider, ProviderKind
 from costs.ingestion import ingest
 from costs.models import ExchangeRate
 
 from .conftest import MOBILE
-from .test_benchmarks import assert_clean, open_signed_in
+from .helpers import SHOTS, assert_clean, open_signed_in, overflow, priced_acme_catalog, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-SHOTS = Path("/tmp/shots")
 MODELS = ["acme-large", "acme-small", "mystery-model"]  # the last has no price
 
 
 @pytest.fixture
 def seeded(personas):
     """Calls every 9 hours over 60 days (so 7, 30 and 90 days hold different data)."""
-    provider = Provider.objects.create(name="Acme AI", kind=ProviderKind.OPENAI_COMPATIBLE,
-                                       base_url="https://acme.example/v1", genai_prices_id="acme-ai")
-    for name, (inp, out) in {"acme-large": ("2.5", "10"), "acme-small": ("0.15", "0.6")}.items():
-        Price.objects.create(model=Model.objects.create(provider=provider, name=name), input_mtok=Decimal(inp),
-                             output_mtok=Decimal(out), cache_read_mtok=Decimal(inp) / 4,
-                             valid_from=timezone.now() - timedelta(days=365), source=Price.Source.GENAI_PRICES)
+    priced_acme_catalog()
     token, _ = ApiToken.issue(project=personas.project, name="production backend", scopes=["ingest"], by=personas.owner)
     now = timezone.now()
     items = [{
@@ -49,13 +41,6 @@ def seeded(personas):
     ExchangeRate.objects.create(currency="GBP", date=date(2026, 11, 20), per_usd=Decimal("0.75"))
 
 
-def shot(b, name: str) -> None:
-    """The whole page, and what fits the screen (the part a person sees first)."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    b.page.screenshot(path=str(SHOTS / f"overview-{name}.png"), full_page=True, animations="disabled")
-    b.page.screenshot(path=str(SHOTS / f"overview-{name}-screen.png"), animations="disabled")
-
-
 def charts(page) -> dict:
     """What Chart.js itself holds for each chart: labels and the datasets' values."""
     return page.evaluate(
@@ -66,10 +51,6 @@ def charts(page) -> dict:
                                  axes: Object.keys(chart.scales)} : null];
         }))"""
     )
-
-
-def overflow(page) -> int:
-    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
 
 
 def test_the_overview_draws_its_charts_and_the_range_changes_them(open_browser, personas, seeded):
@@ -91,7 +72,7 @@ def test_the_overview_draws_its_charts_and_the_range_changes_them(open_browser, 
     assert "£" in kpis and "$" not in kpis
     assert page.get_by_test_id("recent-day").count() == 5
     assert page.get_by_test_id("trend-row").count() == 3
-    shot(b, "desktop")
+    shot(b, "overview-desktop")
 
     page.get_by_test_id("ranges").get_by_role("link", name="7d", exact=True).click()
     page.wait_for_url("**range=7d")
@@ -113,13 +94,13 @@ def test_the_overview_fits_a_phone_and_dark_mode(open_browser, personas, seeded)
     page.goto(b.url(f"/projects/{personas.project.uuid}/"))
     page.wait_for_load_state("networkidle")
     assert charts(page)["spend-chart"] is not None
-    shot(b, "mobile")
+    shot(b, "overview-mobile")
     assert overflow(page) <= 0
     for n, testid in enumerate(["models-card", "recent-activity", "recommendations"]):
         page.get_by_test_id(testid).screenshot(path=str(SHOTS / f"overview-mobile-part{n}.png"), animations="disabled")
     page.click("#theme-toggle")
     assert charts(page)["model-chart"] is not None  # redrawn in the dark palette
-    shot(b, "mobile-dark")
+    shot(b, "overview-mobile-dark")
     assert_clean(b)
 
 
@@ -131,10 +112,10 @@ def test_a_project_without_events_shows_how_to_send_them(open_browser, personas)
     curl = page.get_by_test_id("curl-example").inner_text()
     assert f"/api/v1/events?project={personas.project.uuid}" in curl and "$PULSE_INGEST_TOKEN" in curl
     assert page.locator("canvas").count() == 0
-    shot(b, "empty-desktop")
+    shot(b, "overview-empty-desktop")
     b2 = open_signed_in(open_browser, personas.owner, viewport=MOBILE)
     b2.page.goto(b2.url(f"/projects/{personas.project.uuid}/"))
     assert overflow(b2.page) <= 0
-    shot(b2, "empty-mobile")
+    shot(b2, "overview-empty-mobile")
     assert_clean(b)
     assert_clean(b2)
