@@ -92,23 +92,27 @@ class OrganizationSerializer(serializers.ModelSerializer):
         return ROLE_NAMES[Role(role)] if role is not None else None
 
 
-class ProjectSerializer(serializers.ModelSerializer):
+class OwnedByVisibleOrganization:
+    """For serializers of objects an organization owns: only organizations the caller can see
+    are valid (others read as "not found"), and an object never moves between tenants."""
+
+    def get_fields(self) -> dict:
+        fields = super().get_fields()
+        principal = self.context.get("principal")  # absent while the OpenAPI schema is generated
+        if principal is not None:
+            fields["organization"].queryset = Organization.objects.visible_to(principal)
+        if self.instance is not None:
+            fields["organization"].read_only = True
+        return fields
+
+
+class ProjectSerializer(OwnedByVisibleOrganization, serializers.ModelSerializer):
     organization = serializers.SlugRelatedField(slug_field="uuid", queryset=Organization.objects.none())
 
     class Meta:
         model = Project
         fields = ["uuid", "name", "organization", "created_at"]
         read_only_fields = ["uuid", "created_at"]
-
-    def get_fields(self) -> dict:
-        fields = super().get_fields()
-        # Only organizations the caller can see are valid targets; others read as "not found".
-        principal = self.context.get("principal")  # absent while the OpenAPI schema is generated
-        if principal is not None:
-            fields["organization"].queryset = Organization.objects.visible_to(principal)
-        if self.instance is not None:
-            fields["organization"].read_only = True  # projects do not move between tenants
-        return fields
 
     def validate(self, attrs: dict) -> dict:
         organization = attrs.get("organization") or self.instance.organization

@@ -29,7 +29,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.api import TenantViewSet
+from accounts.api import OwnedByVisibleOrganization, TenantViewSet
 from accounts.models import Organization, Role, User
 from accounts.tenancy import TenantScopedViewSetMixin
 
@@ -106,7 +106,7 @@ class PriceSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class TargetSerializer(serializers.ModelSerializer):
+class TargetSerializer(OwnedByVisibleOrganization, serializers.ModelSerializer):
     """The rules on a target's fields live on the model (benchmarks/models.py) and are shared
     with the page form; max_tokens and interval_minutes get their bounds from the model field
     validators. base_url and model_names are declared here only because DRF needs JSON-shaped
@@ -135,16 +135,6 @@ class TargetSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["uuid", "has_api_key", "created_at"]
         validators: list = []  # the name clash is reported on "name" by validate()
-
-    def get_fields(self) -> dict:
-        fields = super().get_fields()
-        # Only organizations the caller can see are valid; others read as "not found".
-        principal = self.context.get("principal")  # absent while the OpenAPI schema is generated
-        if principal is not None:
-            fields["organization"].queryset = Organization.objects.visible_to(principal)
-        if self.instance is not None:
-            fields["organization"].read_only = True  # targets do not move between tenants
-        return fields
 
     def get_has_api_key(self, target: Target) -> bool:
         return bool(target.api_key)
