@@ -486,6 +486,8 @@ class User(AbstractUser):
     email = models.EmailField("email address", unique=True)
     # Every money figure this user sees (pages and API) is shown in it; stored amounts stay USD.
     display_currency = models.CharField(max_length=3, choices=Currency.choices, default=Currency.USD)
+    # Alerts raised after this are "unread" (the badge on the bell); opening the alerts page moves it.
+    alerts_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []

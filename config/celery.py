@@ -49,6 +49,23 @@ app.conf.beat_schedule = {
         "schedule": 60 * 60,
         "options": {"expires": 30 * 60},
     },
+    # Budgets are evaluated right after ingestion; this catches lost evaluations and forecasts,
+    # which move with time alone. Rules likewise after each run, and for their time windows.
+    "alerts.evaluate-budgets": {
+        "task": "alerts.tasks.evaluate_all_budgets",
+        "schedule": 5 * 60,
+        "options": {"expires": 4 * 60},
+    },
+    "alerts.evaluate-rules": {
+        "task": "alerts.tasks.evaluate_rules",
+        "schedule": 5 * 60,
+        "options": {"expires": 4 * 60},
+    },
+    "alerts.retry-deliveries": {
+        "task": "alerts.tasks.retry_deliveries",
+        "schedule": 60,
+        "options": {"expires": 50},
+    },
     "costs.fetch-exchange-rates": {
         "task": "costs.tasks.fetch_exchange_rates",
         "schedule": 24 * 60 * 60,

@@ -19,7 +19,7 @@ urlpatterns = [
     path("api/v1/", include("accounts.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
-    path("alerts/", include("alerts.urls")),
+    path("", include("alerts.urls")),
     path("", include("benchmarks.urls")),
     path("", include("costs.urls")),
     path("", include("accounts.urls")),

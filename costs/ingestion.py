@@ -24,6 +24,7 @@ serializer costs ~10x more per event) and it reports every problem as (index, fi
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from decimal import Decimal, InvalidOperation
 
 import psycopg
 from django.db import connection, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -39,6 +41,8 @@ from accounts.models import ApiToken, Project
 
 from .models import CostEvent, CostRollup, rollup_tag_keys
 from .pricing import PriceBook, as_stored, cost_of, normalize_provider
+
+logger = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
 MAX_TOKENS = 10**9
@@ -477,6 +481,25 @@ def _with_batch_keys(items: Sequence[object], batch_key: str | None) -> None:
             item["idempotency_key"] = f"{batch_key[:100]}:{index}"
 
 
+# Sent once a transaction that changed projects' spend has committed (new events, re-priced
+# ones), with `project_ids`. Budgets listen (alerts/signals.py). Sent robustly: a failing
+# receiver (say, the broker is down) is logged and never fails the ingestion that already
+# committed; the periodic budget evaluation catches up.
+usage_recorded = Signal()
+
+
+def _announce_usage(project_ids: Iterable[int]) -> None:
+    ids = sorted(set(project_ids))
+
+    def send() -> None:
+        for receiver, response in usage_recorded.send_robust(sender=CostEvent, project_ids=ids):
+            if isinstance(response, Exception):
+                logger.error("usage_recorded receiver %r failed", receiver, exc_info=response)
+
+    if ids:
+        transaction.on_commit(send)
+
+
 def ingest(
     project: Project, items: Sequence[object], *, token: ApiToken | None = None, batch_key: str | None = None,
 ) -> IngestResult:
@@ -507,6 +530,8 @@ def ingest(
         inserted = _insert_events(project, token, events, now)
         new = [e for e in events if e.uuid in inserted]
         apply_rollup_deltas(project.id, _deltas_for(new, token.prefix if token else ""))
+        if new:
+            _announce_usage([project.id])
         stored: dict[str, tuple[uuid.UUID, Decimal | None]] = {}
         if len(new) < len(events):  # duplicates: answer with the stored event, not the resent one
             keys = [e.idempotency_key for e in events if e.uuid not in inserted]
@@ -570,4 +595,5 @@ def reprice_unpriced(*, chunk: int = REPRICE_CHUNK) -> int:
             CostEvent.objects.bulk_update(changed, ["cost_usd", "cost_source", "price_id"], batch_size=500)
             for project_id in sorted(deltas):
                 apply_rollup_deltas(project_id, deltas[project_id])
+            _announce_usage(deltas)
             priced += len(changed)

@@ -40,6 +40,7 @@ RANGE_DAYS = {"7d": 7, "30d": 30, "90d": 90}
 MAX_DAYS = 400
 RUN_RATE_DAYS = 7
 DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
 SIGNED_IN = "Signed-in people (no API key)"
 COUNTERS = CostRollup.COUNTERS
 
@@ -356,6 +357,47 @@ def forecast(rollups: QuerySet, now: datetime) -> Forecast:
         month_start=month_start.date(), month_to_date_usd=month_to_date, run_rate_usd_per_day=rate,
         run_rate_basis=basis, days_left=days_left, forecast_usd=month_to_date + rate * days_left, method=method,
     )
+
+
+def _hour_floor(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _next_midnight(moment: datetime) -> datetime:
+    midnight = _midnight(moment)
+    return midnight if midnight == moment else midnight + DAY
+
+
+def cost_between(
+    rollups: QuerySet, start: datetime, end: datetime, *, model: str = "", token_prefix: str = "",
+    tag_key: str = "", tag_value: str = "",
+) -> Decimal:
+    """USD spent in [start, end), at hour resolution, optionally for one model, one API token
+    prefix and/or one rolled-up tag value. One query: whole UTC days inside the range from daily
+    rows (day totals when no model or token is asked for), the ragged edges from hourly rows.
+
+    Hour resolution: a bound inside an hour counts that whole hour from its start, so for
+    time zones with a 30- or 45-minute offset a local day boundary is off by that much."""
+    start, end = _hour_floor(start), _hour_floor(end) if end == _hour_floor(end) else _hour_floor(end) + HOUR
+    if end <= start:
+        return Decimal(0)
+    first_day, last_day = _next_midnight(start), _midnight(end)
+    narrow = Q(tag_key=tag_key)
+    if tag_key:
+        narrow &= Q(tag_value=tag_value)
+    if model:
+        narrow &= Q(model=model)
+    if token_prefix:
+        narrow &= Q(token_prefix=token_prefix)
+    day_granularity = CostRollup.Granularity.DAY if (model or token_prefix) else CostRollup.Granularity.DAY_TOTALS
+    if first_day < last_day:
+        spans = Q(granularity=day_granularity, bucket__gte=first_day, bucket__lt=last_day) | Q(
+            granularity=CostRollup.Granularity.HOUR, bucket__gte=start, bucket__lt=first_day,
+        ) | Q(granularity=CostRollup.Granularity.HOUR, bucket__gte=last_day, bucket__lt=end)
+    else:  # within one UTC day, or across one midnight: hours only
+        spans = Q(granularity=CostRollup.Granularity.HOUR, bucket__gte=start, bucket__lt=end)
+    total = rollups.filter(narrow).filter(spans).aggregate(cost=Sum("cost_usd"))["cost"]
+    return total or Decimal(0)
 
 
 def token_usage(projects: Sequence[Project], period: Period) -> list[TokenUsage]:
