@@ -18,5 +18,6 @@ urlpatterns = [
     path("me", api.MeView.as_view(), name="api-me"),
     path("benchmarks/", include("benchmarks.api_urls")),
     path("", include("costs.api_urls")),
+    path("", include("alerts.api_urls")),
     *router.urls,
 ]

@@ -240,6 +240,12 @@ SPECTACULAR_SETTINGS = {
         "CostEventSourceEnum": "costs.models.CostEvent.Source",
         "CostSourceEnum": "costs.models.CostEvent.CostSource",
         "PriceSourceEnum": "benchmarks.models.Price.Source",
+        # "kind" and "status" mean one thing on providers/targets and runs, another on alerts
+        # and deliveries; the first keep the names they had before alerts existed.
+        "KindEnum": "benchmarks.models.ProviderKind",
+        "StatusEnum": "benchmarks.models.Run.Status",
+        "AlertKindEnum": "alerts.models.Alert.Kind",
+        "DeliveryStatusEnum": "alerts.models.Delivery.Status",
     },
     # Swagger UI is served from our own static files (no CDN; the docs work offline).
     "SWAGGER_UI_DIST": "SIDECAR",
