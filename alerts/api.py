@@ -10,8 +10,10 @@
 Reading needs the viewer role (tokens: the read scope); writing needs `alerts.models.MANAGE_ROLE`
 (tokens: the write scope), as on the pages. Everything goes through `TenantScopedViewSetMixin`
 (via `accounts.api.TenantViewSet`); the rules on the fields are the models' (`full_clean()`,
-see alerts/serializers.py). A project-bound token sees its own project's budgets only, and of
-the alert history only what those budgets raised besides the organization's other alerts.
+see alerts/serializers.py). A project-bound token sees the budgets its project's spend counts
+against (organization-wide, its project's, its tokens') so a gateway can read `blocked`, changes
+only its own project's, and of the alert history sees what those budgets raised besides the
+organization's other alerts.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
-from rest_framework import mixins, serializers, status
+from rest_framework import mixins, permissions, serializers, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -132,7 +135,7 @@ def crud_schema(
 @extend_schema_view(
     **crud_schema(
         "budget", "budgets", BudgetSerializer,
-        "With `?project=`, only the budgets of that project. A project-bound token sees its project's budgets only.",
+        "With `?project=`, only the budgets of that project. A project-bound token sees the budgets covering its project and changes only its project's own.",
         filters=[BudgetFilterSerializer],
     )
 )
@@ -155,6 +158,14 @@ class BudgetViewSet(ManagedByMembersViewSet):
             if "project" in params.validated_data:
                 queryset = queryset.filter(project__uuid=params.validated_data["project"])
         return queryset
+
+    def check_object_permissions(self, request: Request, obj: Budget) -> None:
+        super().check_object_permissions(request, obj)
+        if request.method not in permissions.SAFE_METHODS and not obj.changeable_by(self.principal):
+            raise PermissionDenied(
+                "This API token is bound to one project: it can read the budgets that cover it, "
+                "but change only that project's own budgets."
+            )
 
     @extend_schema(
         summary="Where a budget stands now",

@@ -184,6 +184,14 @@ class Recipients(models.Model):
 class BudgetQuerySet(TenantQuerySet):
     project_path = "project"
 
+    def visible_to(self, principal: User | ApiToken | None) -> BudgetQuerySet:
+        """A project-bound token sees every budget its project's spend counts against
+        (organization-wide, its project's, its tokens'), so a gateway holding it can read
+        `blocked`; it may change only its own project's (`changeable_by`)."""
+        if isinstance(principal, ApiToken) and principal.project_id:
+            return self.filter(organization_id=principal.organization_id).covering(principal.project)
+        return super().visible_to(principal)
+
     def enabled(self) -> BudgetQuerySet:
         return self.filter(is_enabled=True)
 
@@ -269,6 +277,12 @@ class Budget(Recipients):
         if self.project_id:
             return self.Scope.PROJECT
         return self.Scope.ORGANIZATION
+
+    def changeable_by(self, principal: User | ApiToken) -> bool:
+        """A project-bound token sees budgets beyond its project but changes only its project's."""
+        if isinstance(principal, ApiToken) and principal.project_id:
+            return self.project_id == principal.project_id
+        return True
 
     @property
     def is_hard(self) -> bool:

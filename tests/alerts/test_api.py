@@ -333,6 +333,23 @@ def test_a_project_bound_token_sees_only_its_projects_budgets(world, token_clien
     assert call(client, "GET", world.fill("/budgets/{budget}/status")).status_code == 200
 
 
+def test_a_project_bound_token_reads_but_cannot_change_the_budgets_covering_its_project(world, token_client):
+    organization_wide = Budget.objects.create(organization=world.personas.org, name="All", amount=Decimal("1000"))
+    client, _token = token_client(["read", "write"], world.personas.project)
+
+    listing = {b["uuid"] for b in call(client, "GET", "/budgets").json()["results"]}
+    status_ = call(client, "GET", f"/budgets/{organization_wide.uuid}/status")
+    patched = call(client, "PATCH", f"/budgets/{organization_wide.uuid}", {"amount": "1"})
+    deleted = call(client, "DELETE", f"/budgets/{organization_wide.uuid}")
+
+    assert listing == {str(world.budget.uuid), str(organization_wide.uuid)}
+    assert status_.status_code == 200 and status_.json()["blocked"] is False
+    assert patched.status_code == deleted.status_code == 403
+    assert "bound to one project" in patched.json()["detail"]
+    organization_wide.refresh_from_db()
+    assert organization_wide.amount == Decimal("1000")
+
+
 def test_a_project_bound_token_creates_budgets_only_for_its_project(world, token_client):
     client, _token = token_client(["read", "write"], world.personas.project)
 
