@@ -26,6 +26,7 @@ from accounts.models import ApiToken, Organization, Project, Role, TenantQuerySe
 from benchmarks.credentials import EncryptedSecretField, encrypt
 from benchmarks.models import Model as CatalogModel
 from benchmarks.models import Target, validate_base_url
+from config import egress
 from costs.models import rollup_tag_keys
 from costs.money import Currency
 
@@ -123,6 +124,11 @@ class Webhook(models.Model):
         """Shown instead of the URL: chat webhook URLs (Slack's) are themselves credentials."""
         parts = urlsplit(self.url)
         return f"{parts.scheme}://{parts.netloc}/…{self.url[-4:]}" if parts.path.strip("/") else self.url
+
+    def clean(self) -> None:
+        refused = egress.refusal(self.url) if self.url else None
+        if refused:
+            raise ValidationError({"url": refused})
 
     def rotate_secret(self) -> str:
         """Give the webhook a new signing secret; returns it (shown once)."""

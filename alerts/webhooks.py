@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import httpx
 from django.conf import settings
 
+from config import egress
+
 from .models import Alert, Webhook
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -99,6 +101,9 @@ def post(webhook: Webhook, alert: Alert, delivery_uuid: str) -> PostResult:
     secret = webhook.secret.reveal() if webhook.secret else ""
     if not secret:
         return PostResult(False, None, "The webhook has no signing secret; rotate it to get one.", permanent=True)
+    refused = egress.refusal(webhook.url)
+    if refused:
+        return PostResult(False, None, refused, permanent=True)
     body = body_of(webhook, alert)
     headers = {
         "Content-Type": "application/json",
