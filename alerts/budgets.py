@@ -164,7 +164,9 @@ class BudgetStatus:
 
     @property
     def crossed(self) -> list[int]:
-        return [t for t in self.budget.thresholds if self.percent >= t]
+        """Ascending whatever order they were stored in (only `Budget.clean` sorts them):
+        evaluators claim in this order, and the last one claimed is the one that is sent."""
+        return sorted(t for t in self.budget.thresholds if self.percent >= t)
 
     def as_data(self) -> dict:
         """The numbers an alert records (JSON: decimals as strings)."""
