@@ -1,0 +1,94 @@
+"""Helpers for the alerts tests: spend through the real ingestion path, budgets, recorded task
+queueing (for tests whose `on_commit` callbacks run for real and must not leave messages for
+nobody on the shared Redis broker's default queue)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from alerts import tasks
+from alerts.models import Budget
+from costs.ingestion import ingest
+
+
+def spend(project, amount: str | Decimal, at: datetime | None = None, *, token=None, model: str = "gpt-test",
+          tags: dict | None = None, provider: str = "openai") -> None:
+    """One event costing `amount` USD (client-sent cost), stored through `ingest()`."""
+    item = {"provider": provider, "model": model, "input_tokens": 10, "output_tokens": 10,
+            "cost_usd": str(amount), "timestamp": (at or timezone.now()).isoformat()}
+    if tags:
+        item["tags"] = tags
+    result = ingest(project, [item], token=token)
+    assert result.inserted == 1, result.errors
+
+
+def make_budget(personas, *, members=(), **fields) -> Budget:
+    fields.setdefault("name", "Prod")
+    fields.setdefault("amount", Decimal("10"))
+    fields.setdefault("organization", personas.org)
+    budget = Budget.objects.create(**fields)
+    if members:
+        budget.notify_members.add(*members)
+    return Budget.objects.select_related("organization", "project", "api_token").get(pk=budget.pk)
+
+
+def past_november_year(now: datetime | None = None) -> int:
+    """The latest year whose late November and early December are already past (ingestion
+    rejects future events), and no more than ~400 days ago."""
+    now = now or timezone.now()
+    return now.year if now >= datetime(now.year, 12, 10, tzinfo=UTC) else now.year - 1
+
+
+@dataclass
+class Queued:
+    """Task calls recorded instead of being sent to the broker."""
+
+    calls: list[tuple[str, tuple]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, name: str):
+        def _record(*args, **kwargs):
+            with self.lock:
+                self.calls.append((name, args[0] if args and isinstance(args[0], tuple) else args))
+
+        return _record
+
+    def of(self, name: str) -> list[tuple]:
+        return [args for called, args in self.calls if called == name]
+
+
+@pytest.fixture
+def queued(monkeypatch) -> Queued:
+    recorded = Queued()
+    monkeypatch.setattr(tasks.deliver, "delay", recorded.record("deliver"))
+    monkeypatch.setattr(tasks.reevaluate_budget, "delay", recorded.record("reevaluate_budget"))
+    monkeypatch.setattr(tasks.evaluate_rules, "delay", recorded.record("evaluate_rules"))
+    monkeypatch.setattr(tasks.evaluate_project_budgets, "apply_async", recorded.record("evaluate_project_budgets"))
+    return recorded
+
+
+def drop_default_queue_messages_from(pids: list[int]) -> None:
+    """Worker processes queue follow-up tasks (deliveries) on the default queue, which no test
+    worker consumes; remove the ones our workers produced so they do not pile up in Redis."""
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    origins = {f"gen{pid}@" for pid in pids}
+    for raw in client.lrange("celery", 0, -1):
+        try:
+            origin = json.loads(raw)["headers"].get("origin") or ""
+        except (ValueError, KeyError):
+            continue
+        if any(origin.startswith(o) for o in origins):
+            client.lrem("celery", 1, raw)
+
+
+HOUR = timedelta(hours=1)
