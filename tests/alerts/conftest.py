@@ -92,3 +92,35 @@ def drop_default_queue_messages_from(pids: list[int]) -> None:
 
 
 HOUR = timedelta(hours=1)
+
+
+def make_target(personas, name: str = "Our gateway", model_names=("our-model",)):
+    from benchmarks.models import ProviderKind, Target
+
+    return Target.objects.create(organization=personas.org, name=name, kind=ProviderKind.OPENAI_COMPATIBLE,
+                                 base_url="https://llm.a.example/v1", model_names=list(model_names))
+
+
+def add_results(*, target=None, catalog_model=None, count: int = 1, ttft_ms: float = 100.0, tps: float = 50.0,
+                latency_ms: float = 1000.0, success: bool = True, at: datetime | None = None, model_name: str = ""):
+    """`count` benchmark results of one new finished run: a private target's, or public ones of a
+    catalog model (organization NULL). Saved with `bulk_create`: no run signal."""
+    from benchmarks.models import BenchmarkResult, Run
+
+    at = at or timezone.now()
+    organization = target.organization if target else None
+    run = Run.objects.create(organization=organization, target=target, name="run",
+                             triggered_by=Run.Trigger.SCHEDULE, status=Run.Status.RUNNING)
+    BenchmarkResult.objects.bulk_create([
+        BenchmarkResult(
+            run=run, organization=organization, target=target,
+            model=catalog_model, provider=catalog_model.provider if catalog_model else None,
+            provider_name=catalog_model.provider.name if catalog_model else "own",
+            model_name=model_name or (catalog_model.name if catalog_model else target.model_names[0]),
+            ttft_ms=ttft_ms if success else None, tps=tps if success else None,
+            total_latency_ms=latency_ms if success else None, success=success,
+            status_code=200 if success else 500, created_at=at + timedelta(milliseconds=i),
+        )
+        for i in range(count)
+    ])
+    return run
