@@ -353,6 +353,17 @@ def test_scopes_sum_the_right_projects_and_tokens(personas, staging):
     assert by_token.scope_label() == "API token ci"
 
 
+def test_an_organization_wide_token_budget_counts_that_token_in_every_project(personas, staging):
+    token = ApiToken.objects.create(organization=personas.org, project=None, name="org-wide",
+                                    prefix="pk_live_orgwide001", secret_hash="x" * 64, scopes=["ingest"])
+    spend(personas.project, "1", token=token)
+    spend(staging, "2", token=token)
+    spend(staging, "4")
+    budget = make_budget(personas, api_token=token)
+    assert BudgetStatus.of(budget).spent == Decimal("3")
+    assert set(Budget.objects.covering(staging)) == {budget}
+
+
 def test_model_and_tag_filters(personas, settings):
     settings.COST_ROLLUP_TAG_KEYS = ["feature"]
     year = past_november_year()
