@@ -40,10 +40,11 @@ def make_budget(personas, *, members=(), **fields) -> Budget:
 
 
 def past_november_year(now: datetime | None = None) -> int:
-    """The latest year whose late November and early December are already past (ingestion
-    rejects future events), and no more than ~400 days ago."""
+    """The latest year whose November and December 1-3 are already past (ingestion rejects
+    future events). Until then, the year before: its November 1 is then under 400 days old
+    (ingestion's MAX_AGE), leap years included."""
     now = now or timezone.now()
-    return now.year if now >= datetime(now.year, 12, 10, tzinfo=UTC) else now.year - 1
+    return now.year if now >= datetime(now.year, 12, 4, tzinfo=UTC) else now.year - 1
 
 
 @dataclass
