@@ -164,7 +164,9 @@ class BudgetStatus:
 
     @property
     def crossed(self) -> list[int]:
-        return [t for t in self.budget.thresholds if self.percent >= t]
+        """Ascending whatever order they were stored in (only `Budget.clean` sorts them):
+        evaluators claim in this order, and the last one claimed is the one that is sent."""
+        return sorted(t for t in self.budget.thresholds if self.percent >= t)
 
     def as_data(self) -> dict:
         """The numbers an alert records (JSON: decimals as strings)."""
@@ -282,14 +284,19 @@ def rearm_uncrossed(budget: Budget, now: datetime | None = None) -> int:
     that are no longer crossed give up their slot, so crossing them again alerts again. Those
     still crossed keep it (never re-sent). Returns how many were re-armed."""
     status = BudgetStatus.of(budget, now)
-    stale = Alert.objects.filter(
-        budget=budget, kind=Alert.Kind.BUDGET_THRESHOLD, period_start=status.period.start, rearmed=False,
-    ).exclude(threshold__in=status.crossed)
-    rearmed = stale.update(rearmed=True)
+    this_period = Alert.objects.filter(budget=budget, period_start=status.period.start, rearmed=False)
+    # Judged by the spend, not by membership of the current list: a threshold taken out of the
+    # list and put back while still crossed must not be sent again.
+    rearmed = this_period.filter(kind=Alert.Kind.BUDGET_THRESHOLD, threshold__gt=status.percent).update(rearmed=True)
     if not (status.forecast_exceeds_at and status.forecast_exceeds_at < status.period.end):
-        rearmed += Alert.objects.filter(
-            budget=budget, kind=Alert.Kind.BUDGET_FORECAST, period_start=status.period.start, rearmed=False,
-        ).update(rearmed=True)
+        # Only if the amount or currency changed since the forecast alert: the forecast also dips
+        # under the amount by itself (a quiet day), and a save that changed neither (a rename)
+        # must not make its next rise alert a second time in the period.
+        changed = [
+            alert.id for alert in this_period.filter(kind=Alert.Kind.BUDGET_FORECAST)
+            if Decimal(alert.data.get("amount", "0")) != budget.amount or alert.data.get("currency") != budget.currency
+        ]
+        rearmed += Alert.objects.filter(id__in=changed).update(rearmed=True)
     return rearmed
 
 

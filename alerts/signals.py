@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
+from accounts.models import Project
 from benchmarks.models import BenchmarkResult, Run
 from costs.ingestion import usage_recorded
 
@@ -21,13 +22,12 @@ logger = logging.getLogger(__name__)
 
 @receiver(usage_recorded, dispatch_uid="alerts.evaluate_budgets_on_usage")
 def evaluate_budgets_on_usage(sender: type, project_ids: list[int], **kwargs: object) -> None:
-    watched = list(
-        Budget.objects.dangerously_unscoped().enabled()
-        .filter(organization__projects__id__in=project_ids)
-        .values_list("organization__projects__id", flat=True).distinct()
-    )
+    # The projects some enabled budget covers (`covering`: its organization's, its own, its
+    # tokens'), not every project of an organization that has a budget somewhere.
+    budgets = Budget.objects.dangerously_unscoped().enabled()
+    watched = [project.id for project in Project.objects.filter(id__in=project_ids) if budgets.covering(project).exists()]
     if watched:
-        tasks.queue_budget_evaluation(sorted(set(watched) & set(project_ids)))
+        tasks.queue_budget_evaluation(sorted(watched))
 
 
 @receiver(post_save, sender=Run, dispatch_uid="alerts.evaluate_rules_on_run")

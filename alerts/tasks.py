@@ -24,8 +24,13 @@ def queue_budget_evaluation(project_ids: list[int]) -> None:
     """After ingestion committed: evaluate the budgets covering these projects, soon. Projects
     with a queued evaluation are skipped (it will see the new spend)."""
     for project_id in project_ids:
-        if cache.add(PENDING_KEY.format(project_id), 1, timeout=PENDING_TTL):
-            evaluate_project_budgets.apply_async((project_id,), countdown=DEBOUNCE_SECONDS)
+        key = PENDING_KEY.format(project_id)
+        if cache.add(key, 1, timeout=PENDING_TTL):
+            try:
+                evaluate_project_budgets.apply_async((project_id,), countdown=DEBOUNCE_SECONDS)
+            except Exception:  # the broker is down: nothing is queued, so the next ingestion must try
+                cache.delete(key)
+                logger.exception("Could not queue the budget evaluation of project %s; beat will", project_id)
 
 
 @shared_task(name="alerts.tasks.evaluate_project_budgets")
