@@ -166,6 +166,9 @@ def delivery_summary(alert: Alert) -> str:
         (alert.waiting_count, "pending"), (alert.skipped_count, "skipped"),
     ]
     shown = [f"{n} {word}" for n, word in parts if n]
+    if not shown and alert.data.get("superseded_by"):
+        # Thresholds crossed in one step: only the highest was sent, saying it passed this one.
+        return f"sent with the {alert.data['superseded_by']} % alert"
     return " · ".join(shown) or "no recipients"
 
 

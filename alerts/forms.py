@@ -238,7 +238,7 @@ class AlertRuleForm(RecipientsForm):
         widget=forms.RadioSelect, initial="results",
     )
     window_size = forms.IntegerField(
-        label="N", min_value=1, initial=20,
+        label="N (results or minutes)", min_value=1, initial=20,
         help_text="Results: 1 to 1,000. Minutes: 5 to 10,080 (a week).",
     )
 
@@ -283,6 +283,12 @@ class AlertRuleForm(RecipientsForm):
             by_provider.setdefault(f"Public: {model.provider.name}", []).append((f"model:{key}", model.name))
         choices += list(by_provider.items())
         self.fields["subject"].choices = choices
+        if len(choices) == 1:
+            self.fields["subject"].help_text = (
+                "Nothing to watch yet: add a private target on the Benchmarks page, "
+                "or wait for the public catalog's models to be benchmarked."
+            )
+        self.fields["metric"].choices = [("", "Choose a metric…"), *AlertRule.Metric.choices]
         if rule.target_id:
             self.initial.setdefault(
                 "subject", f"target:{rule.target.uuid}" + (f":{rule.model_name}" if rule.model_name else "")
