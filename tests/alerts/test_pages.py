@@ -290,6 +290,18 @@ def test_alert_detail_shows_the_message_the_budget_and_the_delivery_log(personas
     assert SLACK_URL not in html
 
 
+def test_a_rule_alert_links_to_its_rule_as_far_as_the_role_allows(personas, acme):
+    org, rule = personas.org, acme["rule"]
+    alert = Alert.objects.create(organization=org, kind=Alert.Kind.RULE_FIRING, rule=rule, incident=1,
+                                 severity="critical", title="Our vLLM: Slow first token is firing", message="m")
+    url = reverse("alert_detail", args=[org.uuid, alert.uuid])
+    edit = reverse("alert_rule_edit", args=[org.uuid, rule.uuid])
+    viewer = client_as(personas.viewer).get(url).content.decode()
+    assert edit not in viewer and reverse("alert_rule_list", args=[org.uuid]) in viewer
+    assert rule.condition_label() in viewer and '<span class="badge bad">Critical</span>' in viewer
+    assert edit in client_as(personas.member).get(url).content.decode()
+
+
 def test_an_alert_outlives_its_budget(personas, acme):
     org = personas.org
     acme["alert"].data = {"budget_name": "Production monthly"}
