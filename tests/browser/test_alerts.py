@@ -18,8 +18,9 @@ from django.utils import timezone
 
 from alerts import tasks
 from alerts.budgets import evaluate_budget
-from alerts.models import Alert, Budget, Delivery, Webhook
+from alerts.models import Alert, AlertRule, Budget, Delivery, Webhook
 from alerts.notify import send_delivery
+from benchmarks.models import ProviderKind, Target
 from costs.ingestion import ingest
 
 from .conftest import MOBILE
@@ -208,6 +209,22 @@ def test_the_alerts_pages_fit_a_phone(open_browser, personas, no_broker):
     Delivery.objects.create(alert=alert, channel=Delivery.Channel.WEBHOOK, webhook=webhook, status=Delivery.Status.FAILED,
                             attempts=8, last_status_code=502, last_error="HTTP 502: <html><body>Bad gateway from the upstream proxy</body></html>")
 
+    target = Target.objects.create(organization=org, name="Our vLLM", kind=ProviderKind.OPENAI_COMPATIBLE,
+                                   base_url="https://vllm.example/v1", model_names=["llama-3-8b"])
+    AlertRule.objects.create(organization=org, name="Slow first token", target=target, model_name="llama-3-8b",
+                             metric=AlertRule.Metric.TTFT_P95, threshold=800, window_results=20, state="firing",
+                             last_value=1234.5, last_sample_size=20, last_evaluated_at=timezone.now(), incident_count=2)
+    AlertRule.objects.create(organization=org, name="Error rate", target=target, metric=AlertRule.Metric.ERROR_RATE,
+                             threshold=5, window_minutes=60)
+
+    desktop = open_signed_in(open_browser, personas.owner)
+    for name, path in {"rules": f"/orgs/{org.uuid}/alerts/rules/", "budget": f"/orgs/{org.uuid}/alerts/budgets/{budget.uuid}/",
+                       "channels-log": f"/orgs/{org.uuid}/alerts/channels/"}.items():
+        visit(desktop, path)
+        if name == "channels-log":
+            desktop.page.get_by_test_id("webhook-log").locator("summary").click()
+        shot(desktop, f"alerts-desktop-{name}")
+
     b = open_signed_in(open_browser, personas.owner, viewport=MOBILE)
     pages = {
         "history": f"/orgs/{org.uuid}/alerts/",
@@ -227,6 +244,6 @@ def test_the_alerts_pages_fit_a_phone(open_browser, personas, no_broker):
     visit(b, pages["budgets"])
     assert b.page.get_by_test_id("blocked").is_visible()
     b.page.click("#theme-toggle")
-    for name in ("budgets", "detail", "channels"):
+    for name in ("budgets", "detail", "channels", "rules"):
         visit(b, pages[name])
         shot(b, f"alerts-mobile-dark-{name}")
