@@ -5,6 +5,8 @@ from datetime import timedelta
 from django import forms
 from django.utils import timezone
 
+from alerts.models import EmailOptOut
+
 from .models import ApiToken, Organization, Project, Role, User
 
 
@@ -16,6 +18,12 @@ class OrganizationForm(forms.ModelForm):
 
 
 class AccountSettingsForm(forms.ModelForm):
+    email_alerts = forms.BooleanField(
+        required=False, label="Email me alerts",
+        help_text="Budget and performance alerts of the budgets and rules that name you. The same switch "
+        "as the unsubscribe link in alert emails.",
+    )
+
     class Meta:
         model = User
         fields = ["first_name", "last_name", "display_currency"]
@@ -24,6 +32,16 @@ class AccountSettingsForm(forms.ModelForm):
             "display_currency": "Costs are stored in US dollars and converted with the latest stored "
             "exchange rate, whose date is shown next to the figures.",
         }
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        # Opting out is kept per address (EmailOptOut), so it also covers the unsubscribe link.
+        self.fields["email_alerts"].initial = not EmailOptOut.opted_out([self.instance.email])
+
+    def save(self, commit: bool = True) -> User:
+        user = super().save(commit=commit)
+        EmailOptOut.set(user.email, opted_out=not self.cleaned_data["email_alerts"])
+        return user
 
 
 class ProjectForm(forms.ModelForm):

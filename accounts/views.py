@@ -16,6 +16,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from alerts.display import BudgetMeter
+from alerts.models import MANAGE_ROLE as BUDGET_MANAGE_ROLE
+from alerts.models import Budget
 from costs import activity as costs_activity
 from costs.display import MoneyDisplay
 from costs.overview import Overview
@@ -69,13 +72,15 @@ def account_settings(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET"])
 def project_dashboard(request: HttpRequest, project_uuid: UUID) -> HttpResponse:
     project = project_for(request, project_uuid)
-    overview = Overview.build(
-        project, request.user, shown=MoneyDisplay.for_request(request), range_key=request.GET.get("range"),
-    )
-    return render(
-        request, "projects/dashboard.html",
-        {"project": project, "overview": overview, "can_manage_tokens": request.role >= Role.MEMBER},
-    )
+    shown = MoneyDisplay.for_request(request)
+    overview = Overview.build(project, request.user, shown=shown, range_key=request.GET.get("range"))
+    budgets = Budget.objects.visible_to(request.user).covering(project).select_related("organization", "project", "api_token")
+    return render(request, "projects/dashboard.html", {
+        "project": project, "overview": overview, "can_manage_tokens": request.role >= Role.MEMBER,
+        # The page's exchange rates (read once) serve the budgets' currencies too.
+        "budget_meters": BudgetMeter.for_budgets(budgets, rates=shown.rates),
+        "can_manage_budgets": request.role >= BUDGET_MANAGE_ROLE,
+    })
 
 
 @login_required

@@ -110,6 +110,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
                 "accounts.context_processors.tenancy",
+                "alerts.context_processors.unread_alerts",
             ],
         },
     }

@@ -276,15 +276,16 @@ def test_a_project_without_events_explains_how_to_send_them(client, personas):
     assert f"/api/v1/events?project={personas.project.uuid}" in html
     assert "$PULSE_INGEST_TOKEN" in html and raw not in html and _token.prefix not in html
     assert 'id="spend-chart"' not in html and "chart.umd" not in html  # no chart drawn
-    assert "Budgets arrive with alerts" in html and 'href="/alerts/"' in html
+    assert f"No budget covers {personas.project.name} yet" in html
+    assert f'href="/orgs/{personas.org.uuid}/alerts/budgets/new/?scope=project:{personas.project.uuid}"' in html
     assert tile(response, "cost") == "Total cost — no cost events in this period"
 
 
-def test_budgets_are_a_placeholder_without_numbers(client, personas, traffic):
+def test_without_budgets_the_budgets_card_says_how_to_set_one(client, personas, traffic):
     client.force_login(personas.owner)
     html = client.get(url(personas)).content.decode()
     budgets = html[html.index('data-testid="budgets"'):]
-    assert "Budgets arrive with alerts" in budgets and "%" in budgets and "$" not in budgets.split("</div>")[0]
+    assert "No budget covers Production yet" in budgets and "$" not in budgets.split("</div>")[1]
 
 
 # ----------------------------------------------------------------------------- queries
@@ -293,7 +294,8 @@ def test_budgets_are_a_placeholder_without_numbers(client, personas, traffic):
 def test_the_dashboard_makes_a_bounded_number_of_queries(client, personas, traffic, django_assert_max_num_queries):
     client.force_login(personas.owner)
     client.get(url(personas))  # the session's first write and the recommendations' cache
-    with django_assert_max_num_queries(20):
+    # 22: the budgets covering the project and the bell's unread count came with alerts.
+    with django_assert_max_num_queries(22):
         assert client.get(url(personas, "?range=90d")).status_code == 200
 
 
