@@ -34,10 +34,6 @@ from .notify import address_of_unsubscribe_token, send_test_alert
 
 PAGE_SIZE = 50
 RECENT_DELIVERIES = 20
-# A webhook's new signing secret, carried from the POST that made it to the page that shows it
-# once (then popped from the session).
-NEW_SECRET_SESSION_KEY = "alerts.new_webhook_secret"  # noqa: S105 (a session key, not a secret)
-
 
 def _context(request: HttpRequest, organization: Organization, tab: str, **extra: object) -> dict:
     return {"organization": organization, "tab": tab, "can_manage": request.role >= MANAGE_ROLE, **extra}
@@ -260,16 +256,7 @@ def _managed_webhook(request: HttpRequest, organization_uuid: UUID, webhook_uuid
     return get_object_or_404(_webhooks(request, organization).select_related("organization"), uuid=webhook_uuid)
 
 
-def _show_secret_once(request: HttpRequest, webhook: Webhook, raw: str, *, created: bool) -> None:
-    request.session[NEW_SECRET_SESSION_KEY] = {
-        "webhook": str(webhook.uuid), "name": webhook.name, "secret": raw, "created": created,
-    }
-
-
-@login_required
-@require_http_methods(["GET"])
-def alert_channels(request: HttpRequest, organization_uuid: UUID) -> HttpResponse:
-    organization = organization_for(request, organization_uuid)
+def _channels_page(request: HttpRequest, organization: Organization, new_secret: dict | None = None) -> HttpResponse:
     recent = Delivery.objects.select_related("alert").order_by("-created_at", "-id")
     webhooks = list(_webhooks(request, organization).prefetch_related(
         Prefetch("deliveries", queryset=recent[:RECENT_DELIVERIES], to_attr="recent_deliveries")
@@ -278,10 +265,6 @@ def alert_channels(request: HttpRequest, organization_uuid: UUID) -> HttpRespons
         Delivery.objects.visible_to(request.user).filter(alert__organization=organization, channel=Delivery.Channel.EMAIL)
         .select_related("alert").order_by("-created_at", "-id")[:RECENT_DELIVERIES]
     )
-    new_secret = None
-    flashed = request.session.get(NEW_SECRET_SESSION_KEY)
-    if flashed and any(str(w.uuid) == flashed["webhook"] for w in webhooks):
-        new_secret = request.session.pop(NEW_SECRET_SESSION_KEY)  # shown this once, never again
     response = render(request, "alerts/channels.html", _context(
         request, organization, "channels", webhooks=webhooks, emails=emails, new_secret=new_secret,
         opted_out=bool(EmailOptOut.opted_out([request.user.email])),
@@ -289,6 +272,19 @@ def alert_channels(request: HttpRequest, organization_uuid: UUID) -> HttpRespons
     if new_secret:
         add_never_cache_headers(response)  # not from the browser's cache either
     return response
+
+
+def _show_secret_once(request: HttpRequest, webhook: Webhook, raw: str, *, created: bool) -> HttpResponse:
+    """The new secret is in this response only (like a new API token): never stored in clear, not
+    even in the session, and gone on reload."""
+    new_secret = {"webhook": str(webhook.uuid), "name": webhook.name, "secret": raw, "created": created}
+    return _channels_page(request, webhook.organization, new_secret)
+
+
+@login_required
+@require_http_methods(["GET"])
+def alert_channels(request: HttpRequest, organization_uuid: UUID) -> HttpResponse:
+    return _channels_page(request, organization_for(request, organization_uuid))
 
 
 @login_required
@@ -318,9 +314,8 @@ def webhook_create(request: HttpRequest, organization_uuid: UUID) -> HttpRespons
         webhook.created_by = request.user
         raw = webhook.rotate_secret()
         webhook.save()
-        _show_secret_once(request, webhook, raw, created=True)
         messages.success(request, f"Webhook “{webhook.name}” added. Send it a test alert to check it works.")
-        return redirect("alert_channels", organization.uuid)
+        return _show_secret_once(request, webhook, raw, created=True)
     return _form_response(request, "alerts/webhook_form.html", _context(request, organization, "channels", form=form))
 
 
@@ -378,9 +373,8 @@ def webhook_rotate_secret(request: HttpRequest, organization_uuid: UUID, webhook
     webhook = _managed_webhook(request, organization_uuid, webhook_uuid)
     raw = webhook.rotate_secret()
     webhook.save(update_fields=["secret"])
-    _show_secret_once(request, webhook, raw, created=False)
     messages.success(request, f"“{webhook.name}” has a new signing secret; the old one no longer verifies.")
-    return redirect("alert_channels", webhook.organization.uuid)
+    return _show_secret_once(request, webhook, raw, created=False)
 
 
 # ---------------------------------------------------------------------------------------------

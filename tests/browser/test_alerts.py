@@ -161,13 +161,13 @@ def test_a_budget_from_the_form_to_the_80_percent_alert(open_browser, personas, 
     page.get_by_label("URL", exact=True).fill("https://hooks.slack.com/services/T0/B0/verysecretpath1234")
     page.get_by_label("Slack-compatible").check()
     page.get_by_role("button", name="Add webhook").click()
-    page.wait_for_url(re.compile(r"/channels/$"))
+    page.get_by_test_id("new-secret").wait_for()  # in the POST's own response, like a new API token
     assert_clean(b)
     secret = page.get_by_test_id("new-secret").locator("code#new-secret-value").inner_text()
     assert secret.startswith("whsec_") and Webhook.objects.get(name="Ops Slack").secret.reveal() == secret
     assert "verysecretpath" not in page.content() and "https://hooks.slack.com/…1234" in page.content()
     shot(b, "alerts-channels-secret")
-    page.reload()
+    visit(b, f"/orgs/{org.uuid}/alerts/channels/")
     assert page.get_by_test_id("new-secret").count() == 0 and secret not in page.content()
 
     # --- Dark mode ------------------------------------------------------------------------------
