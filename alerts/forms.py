@@ -9,7 +9,6 @@ person actually filled in. The organization always comes from the URL, never fro
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django import forms
@@ -19,6 +18,7 @@ from django.db.models import QuerySet
 from accounts.models import ApiToken, Organization, Project, User
 from benchmarks.models import Model as CatalogModel
 from benchmarks.models import Target
+from costs.forms import DayRangeFilterForm
 from costs.models import rollup_tag_keys
 
 from .models import MAX_EXTRA_EMAILS, Alert, AlertRule, Budget, Severity, Webhook, validate_members
@@ -367,9 +367,10 @@ class WebhookForm(ModelRulesForm):
 # ---------------------------------------------------------------------------------------------
 # Alert history filters
 # ---------------------------------------------------------------------------------------------
-class AlertFilterForm(forms.Form):
-    """Bound to request.GET, like the activity log's: an invalid field is reported and left
-    out of the filter, the valid ones still apply."""
+class AlertFilterForm(DayRangeFilterForm):
+    """The alert history's filters (From/To and the reporting rules: `DayRangeFilterForm`)."""
+
+    field_order = ["kind", "severity", "budget", "rule", "start", "end"]
 
     kind = forms.ChoiceField(required=False, label="Kind")
     severity = forms.ChoiceField(required=False, label="Severity")
@@ -377,8 +378,6 @@ class AlertFilterForm(forms.Form):
                                     empty_label="Any budget")
     rule = forms.ModelChoiceField(queryset=AlertRule.objects.none(), required=False, to_field_name="uuid",
                                   empty_label="Any rule", label="Performance rule")
-    start = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
 
     def __init__(self, data: object, *, organization: Organization, user: User) -> None:
         super().__init__(data)
@@ -387,16 +386,6 @@ class AlertFilterForm(forms.Form):
         self.fields["severity"].choices = [("", "Any severity"), *Severity.choices]
         self.fields["budget"].queryset = Budget.objects.visible_to(user).filter(organization=organization)
         self.fields["rule"].queryset = AlertRule.objects.visible_to(user).filter(organization=organization)
-
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        start, end = cleaned.get("start"), cleaned.get("end")
-        if start and end and start > end:
-            self.add_error("end", "The end date is before the start date.")
-        return cleaned
-
-    def _midnight(self, day: date) -> datetime:
-        return datetime.combine(day, time.min, tzinfo=self.zone)
 
     def apply(self, alerts: QuerySet) -> QuerySet:
         self.is_valid()  # fills cleaned_data with the valid fields and errors for the others
@@ -409,19 +398,14 @@ class AlertFilterForm(forms.Form):
             alerts = alerts.filter(budget=data["budget"])
         if data.get("rule"):
             alerts = alerts.filter(rule=data["rule"])
-        if data.get("start"):  # days in the organization's time zone, both inclusive
-            alerts = alerts.filter(created_at__gte=self._midnight(data["start"]))
-        if data.get("end"):
-            alerts = alerts.filter(created_at__lt=self._midnight(data["end"] + timedelta(days=1)))
+        start, end = self.day_bounds()
+        if start:
+            alerts = alerts.filter(created_at__gte=start)
+        if end:
+            alerts = alerts.filter(created_at__lt=end)
         return alerts
 
     @property
     def is_filtered(self) -> bool:
         return any(self.cleaned_data.get(name) for name in self.fields) if hasattr(self, "cleaned_data") else False
-
-    def error_messages(self) -> list[str]:
-        return [
-            f"{self[name].label if name in self.fields else 'Filters'}: {' '.join(errors)} This filter was ignored."
-            for name, errors in self.errors.items()
-        ]
 

@@ -23,15 +23,52 @@ NOT_A_TOKEN = "-"  # noqa: S105 (a filter value, not a secret): events sent by a
 TAG = re.compile(rf"^\s*(?P<key>[\w.:-]{{1,{MAX_TAG_KEY}}})\s*=\s*(?P<value>.{{0,{MAX_TAG_VALUE}}}?)\s*$")
 
 
-class ActivityFilterForm(forms.Form):
-    """Bound to request.GET. Invalid fields are reported on the form and left out of the
-    filter; the valid ones still apply (a typo in one box does not empty the page)."""
+class DayRangeFilterForm(forms.Form):
+    """Base of the GET filter forms with From/To dates: days in the organization's time zone
+    (`self.zone`, set by the subclass), both inclusive. Bound to request.GET, an invalid field
+    is reported and left out of the filter; the valid ones still apply (a typo in one box does
+    not empty the page)."""
+
+    start = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    zone: ZoneInfo
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        start, end = cleaned.get("start"), cleaned.get("end")
+        if start and end and start > end:
+            self.add_error("end", "The end date is before the start date.")
+        return cleaned
+
+    def _midnight(self, day: date) -> datetime:
+        return datetime.combine(day, time.min, tzinfo=self.zone)
+
+    def day_bounds(self) -> tuple[datetime | None, datetime | None]:
+        """[local midnight of From, local midnight after To): None where a date is not given."""
+        data = self.cleaned_data if self.is_bound else {}
+        start, end = data.get("start"), data.get("end")
+        return (
+            self._midnight(start) if start else None,
+            self._midnight(end + timedelta(days=1)) if end else None,
+        )
+
+    def error_messages(self) -> list[str]:
+        """One line per invalid field, saying it was left out."""
+        lines = []
+        for name, errors in self.errors.items():
+            label = self[name].label if name in self.fields else "Filters"
+            lines.append(f"{label}: {' '.join(errors)} This filter was ignored.")
+        return lines
+
+
+class ActivityFilterForm(DayRangeFilterForm):
+    """The activity log's filters; a relative period or From/To dates."""
+
+    field_order = ["range", "start", "end"]
 
     range = forms.ChoiceField(
         choices=[*RANGE_LABELS.items(), ("", "Custom dates")], required=False, label="Period",
     )
-    start = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
     provider = forms.ChoiceField(required=False)
     model = forms.ChoiceField(required=False)
     token = forms.ChoiceField(required=False, label="API token")
@@ -66,28 +103,13 @@ class ActivityFilterForm(forms.Form):
             raise forms.ValidationError("Write a tag as key=value, e.g. feature=chat.")
         return match["key"], match["value"]
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        start, end = cleaned.get("start"), cleaned.get("end")
-        if start and end and start > end:
-            self.add_error("end", "The end date is before the start date.")
-        return cleaned
-
     # ------------------------------------------------------------------ what the filter means
-
-    def _midnight(self, day: date) -> datetime:
-        return datetime.combine(day, time.min, tzinfo=self.zone)
 
     def period(self) -> tuple[datetime | None, datetime | None]:
         """From/to dates (days in the organization's time zone, both inclusive) win over a
         relative range; with neither, the default range."""
-        data = self.cleaned_data if self.is_bound else {}
-        start, end = data.get("start"), data.get("end")
-        if start or end:
-            return (
-                self._midnight(start) if start else None,
-                self._midnight(end + timedelta(days=1)) if end else None,
-            )
+        if self.range_key == "":
+            return self.day_bounds()
         return timezone.now() - RANGES[self.range_key or DEFAULT_RANGE], None
 
     @property
@@ -117,12 +139,4 @@ class ActivityFilterForm(forms.Form):
         if data.get("unpriced"):
             events = events.unpriced()
         return events
-
-    def error_messages(self) -> list[str]:
-        """One line per invalid field, saying it was left out."""
-        lines = []
-        for name, errors in self.errors.items():
-            label = self[name].label if name in self.fields else "Filters"
-            lines.append(f"{label}: {' '.join(errors)} This filter was ignored.")
-        return lines
 

@@ -15,6 +15,7 @@ from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
+from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, Organization, Project, Role, User
@@ -39,6 +40,14 @@ def make_user(email: str, *, verified: bool = True, **extra: object) -> User:
     user = User.objects.create_user(email=email, password=PASSWORD, **extra)
     EmailAddress.objects.create(user=user, email=email, verified=verified, primary=True)
     return user
+
+
+def client_as(user: User | None = None) -> Client:
+    """A page client signed in as `user` (or anonymous)."""
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client
 
 
 @dataclass

@@ -22,20 +22,13 @@ from benchmarks.credentials import decrypt
 from benchmarks.models import Model as CatalogModel
 from benchmarks.models import Provider, ProviderKind, Target
 from costs.ingestion import ingest
-from tests.conftest import make_user
+from tests.conftest import client_as, make_user
 
 pytestmark = pytest.mark.django_db
 
 SLACK_URL = "https://hooks.slack.com/services/T000/B000/XXXXsecretXXXXtail"
 NEW_URL = "https://hooks.example.com/pulse/another-secret-path-9f3e"
 MANAGERS = ["owner", "admin", "member"]
-
-
-def client_as(user=None) -> Client:
-    client = Client()
-    if user is not None:
-        client.force_login(user)
-    return client
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,20 +8,13 @@ from decimal import Decimal
 from unittest import mock
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from benchmarks.models import BenchmarkResult, Model, Price, Provider, ProviderKind, Run, Target
+from tests.conftest import client_as
 
 pytestmark = pytest.mark.django_db
-
-
-def client_as(user=None) -> Client:
-    client = Client()
-    if user is not None:
-        client.force_login(user)
-    return client
 
 
 def add_result(run: Run, *, model: Model | None = None, model_name: str = "", provider_name: str = "",

@@ -5,26 +5,19 @@ key), pause/resume and delete, for every persona. Members and up manage targets,
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 from django_celery_beat.models import PeriodicTask
 
 from benchmarks import credentials
 from benchmarks.api import TargetViewSet
 from benchmarks.models import ProviderKind, Run, Target
+from tests.conftest import client_as
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "sk-page-secret-8c1f"
 NEW_SECRET = "sk-page-replacement-77aa"
 MANAGERS = ["owner", "admin", "member"]
-
-
-def client_as(user=None) -> Client:
-    client = Client()
-    if user is not None:
-        client.force_login(user)
-    return client
 
 
 def form_data(**overrides: object) -> dict:
