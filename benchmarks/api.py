@@ -41,7 +41,6 @@ from .models import (
     Model,
     Price,
     Provider,
-    ProviderKind,
     Run,
     Target,
     validate_base_url,
@@ -113,7 +112,8 @@ class TargetSerializer(OwnedByVisibleOrganization, serializers.ModelSerializer):
     fields for them, and they carry the same validators."""
 
     organization = serializers.SlugRelatedField(slug_field="uuid", queryset=Organization.objects.none())
-    kind = serializers.ChoiceField(choices=ProviderKind.choices)
+    # The model field's own lazy choices: each serializer instance reads the provider registry.
+    kind = serializers.ChoiceField(choices=Target._meta.get_field("kind").choices)
     # DRF drops a model URLField's URLValidators (it adds its own), so the scheme rule goes here too.
     base_url = serializers.URLField(max_length=300, validators=[validate_base_url])
     api_key = serializers.CharField(

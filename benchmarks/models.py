@@ -19,15 +19,17 @@ from django.utils import timezone
 from accounts.models import Organization, Role, TenantQuerySet
 
 from . import credentials
-from .providers import ErrorKind, TokenCountSource
+from .providers import KIND_MAX_LENGTH, ErrorKind, TokenCountSource, kind_choices
 
 MILLION = Decimal(1_000_000)
 
 
-class ProviderKind(models.TextChoices):
-    OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible"
-    ANTHROPIC = "anthropic", "Anthropic"
-    GEMINI = "gemini", "Gemini"
+# Named constants for the kinds registered when Pulse starts (ProviderKind.ANTHROPIC…), derived
+# from the provider registry. The kind fields themselves take their choices from the live
+# registry (`kind_choices`, a callable): a provider added later needs no migration.
+ProviderKind = models.TextChoices(
+    "ProviderKind", [(kind.upper(), (kind, label)) for kind, label in kind_choices()]
+)
 
 
 class Provider(models.Model):
@@ -35,7 +37,7 @@ class Provider(models.Model):
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=100, unique=True)
-    kind = models.CharField(max_length=32, choices=ProviderKind.choices)
+    kind = models.CharField(max_length=KIND_MAX_LENGTH, choices=kind_choices)
     base_url = models.URLField(max_length=300)
     is_aggregator = models.BooleanField(
         default=False, help_text="Resells other companies' models (e.g. OpenRouter), rather than serving its own."
@@ -213,7 +215,7 @@ class Target(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="benchmark_targets")
     name = models.CharField(max_length=100)
-    kind = models.CharField(max_length=32, choices=ProviderKind.choices)
+    kind = models.CharField(max_length=KIND_MAX_LENGTH, choices=kind_choices)
     base_url = models.URLField(max_length=300, validators=[validate_base_url])
     api_key = credentials.EncryptedSecretField(blank=True, default="")
     model_names = models.JSONField(
