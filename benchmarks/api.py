@@ -151,11 +151,9 @@ class TargetSerializer(OwnedByVisibleOrganization, serializers.ModelSerializer):
         return attrs
 
     def _save(self, target: Target, validated_data: dict) -> Target:
-        api_key = validated_data.pop("api_key", None)
+        # An omitted api_key keeps the stored one; "" removes it; the field encrypts the rest.
         for field, value in validated_data.items():
             setattr(target, field, value)
-        if api_key is not None:
-            target.set_api_key(api_key)
         target.save()
         return target
 

@@ -17,8 +17,8 @@ from django.db.models import Case, IntegerField, OuterRef, Subquery, Value, When
 from django.utils import timezone
 
 from accounts.models import Organization, Role, TenantQuerySet
+from lib.encrypted import EncryptedSecretField
 
-from . import credentials
 from .providers import KIND_MAX_LENGTH, ErrorKind, TokenCountSource, kind_choices
 
 MILLION = Decimal(1_000_000)
@@ -45,7 +45,7 @@ class Provider(models.Model):
     api_key_env = models.CharField(
         max_length=64, blank=True, help_text="Environment variable holding the API key, e.g. OPENAI_API_KEY."
     )
-    api_key = credentials.EncryptedSecretField(
+    api_key = EncryptedSecretField(
         blank=True, default="", help_text="Encrypted; set in the admin to override the environment variable."
     )
     genai_prices_id = models.CharField(
@@ -60,13 +60,10 @@ class Provider(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def set_api_key(self, raw: str) -> None:
-        self.api_key = credentials.encrypt(raw) if raw else ""
-
     def api_key_value(self) -> str:
         """The key to call the provider with: the admin's encrypted override, else the env var."""
         if self.api_key:
-            return credentials.decrypt(self.api_key)
+            return self.api_key.reveal()
         return os.environ.get(self.api_key_env, "") if self.api_key_env else ""
 
 
@@ -217,7 +214,7 @@ class Target(models.Model):
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=KIND_MAX_LENGTH, choices=kind_choices)
     base_url = models.URLField(max_length=300, validators=[validate_base_url])
-    api_key = credentials.EncryptedSecretField(blank=True, default="")
+    api_key = EncryptedSecretField(blank=True, default="")
     model_names = models.JSONField(
         default=list, validators=[validate_model_names], help_text="Model names to benchmark at this endpoint."
     )
@@ -246,9 +243,6 @@ class Target(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization} / {self.name}"
-
-    def set_api_key(self, raw: str) -> None:
-        self.api_key = credentials.encrypt(raw) if raw else ""
 
     def check_name_is_free(self) -> None:
         """The unique constraint, as a per-field message (forms and serializers exclude
