@@ -84,12 +84,23 @@ def test_update_and_bulk_create_encrypt_plaintext_too(personas):
         assert decrypt(stored(Target, row.pk)) == f"sk-bulk-{i}"
         assert row.api_key.reveal() == f"sk-bulk-{i}"
 
+    made[0].api_key = "sk-bulk-updated"
+    Target.objects.bulk_update(made, ["api_key"])
+    assert decrypt(stored(Target, made[0].pk)) == "sk-bulk-updated"
+    assert decrypt(stored(Target, made[1].pk)) == "sk-bulk-1"  # its ciphertext, written back as it was
+
+    created, _ = Target.objects.update_or_create(organization=personas.org, name="bulk 1",
+                                                 defaults={"api_key": "sk-upserted"})
+    assert decrypt(stored(Target, created.pk)) == "sk-upserted"
+
 
 def test_values_and_values_list_give_ciphertext_that_reveals(personas):
     target = make_target(personas, api_key=SECRET)
     value = Target.objects.values("api_key").get(pk=target.pk)["api_key"]
     flat = Target.objects.values_list("api_key", flat=True).get(pk=target.pk)
     assert isinstance(value, EncryptedSecret) and value.reveal() == flat.reveal() == SECRET
+    deferred = Target.objects.only("name").get(pk=target.pk)
+    assert deferred.api_key.reveal() == SECRET  # loaded on first access, through the same field
     assert SECRET not in repr(Target.objects.values("api_key").get(pk=target.pk))
 
 
