@@ -23,12 +23,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import ApiToken, Organization, Project, Role, TenantQuerySet, User
-from benchmarks.credentials import EncryptedSecretField, encrypt
 from benchmarks.models import Model as CatalogModel
 from benchmarks.models import Target, validate_base_url
 from config import egress
 from costs.models import rollup_tag_keys
 from costs.money import Currency
+from lib.encrypted import EncryptedSecretField
 
 # Who may create, change and delete budgets, rules and webhooks (pages and API alike). Members,
 # not admins: API tokens are at most members, and teams automate their budgets.
@@ -133,7 +133,7 @@ class Webhook(models.Model):
     def rotate_secret(self) -> str:
         """Give the webhook a new signing secret; returns it (shown once)."""
         raw = f"{self.SECRET_PREFIX}{secrets.token_urlsafe(32)}"
-        self.secret = encrypt(raw)
+        self.secret = raw  # the field encrypts it
         return raw
 
 

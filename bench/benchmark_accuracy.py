@@ -42,9 +42,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import runner  # noqa: E402
 from benchmarks.providers import Measurement, StreamRequest  # noqa: E402
 from benchmarks.runner import RunTarget, run_targets_sync  # noqa: E402
-from benchmarks.simulator import base_url_for  # noqa: E402
-
-KINDS = ("openai_compatible", "anthropic", "gemini")
+from benchmarks.simulator import KINDS, base_url_for  # noqa: E402
 
 # (a): a short, steady stream (40 ms TTFT, 24 tokens, 8 ms apart ~ 125 tokens/s).
 ACCURACY_PROFILE = {"ttft_ms": 40, "inter_token_ms": 8, "output_tokens": 24}
@@ -241,7 +239,7 @@ def accuracy(sim: SimulatorProcess, plan: Plan, watch: CpuWatch) -> dict[str, Er
         since = watch.start()
         for r in range(rounds):
             names = [accuracy_name(streams, stagger, r, i) for i in range(streams)]
-            targets = [target(sim, KINDS[(r + i) % 3], name, name) for i, name in enumerate(names)]
+            targets = [target(sim, KINDS[(r + i) % len(KINDS)], name, name) for i, name in enumerate(names)]
             results += timed_run(targets)[1]
         others = watch.others_cores(since)
         out[label] = compare_with_truth(results, sim.log_by_model())
@@ -263,7 +261,7 @@ class RunReport:
 def mixed_targets(sim: SimulatorProcess, rep: int) -> list[RunTarget]:
     names = list(MIX_PROFILES)
     return [
-        target(sim, KINDS[i % 3], f"{names[i % len(names)]}-b{rep}-{i}", f"{i}")
+        target(sim, KINDS[i % len(KINDS)], f"{names[i % len(names)]}-b{rep}-{i}", f"{i}")
         for i in range(RUN_SIZE)
     ]
 

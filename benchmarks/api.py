@@ -41,7 +41,6 @@ from .models import (
     Model,
     Price,
     Provider,
-    ProviderKind,
     Run,
     Target,
     validate_base_url,
@@ -113,7 +112,8 @@ class TargetSerializer(OwnedByVisibleOrganization, serializers.ModelSerializer):
     fields for them, and they carry the same validators."""
 
     organization = serializers.SlugRelatedField(slug_field="uuid", queryset=Organization.objects.none())
-    kind = serializers.ChoiceField(choices=ProviderKind.choices)
+    # The model field's own lazy choices: each serializer instance reads the provider registry.
+    kind = serializers.ChoiceField(choices=Target._meta.get_field("kind").choices)
     # DRF drops a model URLField's URLValidators (it adds its own), so the scheme rule goes here too.
     base_url = serializers.URLField(max_length=300, validators=[validate_base_url])
     api_key = serializers.CharField(
@@ -151,11 +151,9 @@ class TargetSerializer(OwnedByVisibleOrganization, serializers.ModelSerializer):
         return attrs
 
     def _save(self, target: Target, validated_data: dict) -> Target:
-        api_key = validated_data.pop("api_key", None)
+        # An omitted api_key keeps the stored one; "" removes it; the field encrypts the rest.
         for field, value in validated_data.items():
             setattr(target, field, value)
-        if api_key is not None:
-            target.set_api_key(api_key)
         target.save()
         return target
 

@@ -1,12 +1,7 @@
 """Model discovery: ask each active provider which models it serves, mark new and vanished ones.
 
-One small listing function per wire format, each returning model names as the API expects them:
-
-- OpenAI-compatible: `GET {base}/models` (base already ends in /v1) → `data[].id`, Bearer key;
-- Anthropic: `GET {base}/v1/models` → `data[].id`, `x-api-key` + `anthropic-version` headers;
-- Gemini: `GET {base}/v1beta/models` → `models[].name` without the "models/" prefix,
-  `x-goog-api-key` header.
-
+How to list one provider's models (URL, auth headers, paging, the names' shape) belongs to its
+adapter (`ProviderAdapter.list_models`, benchmarks/providers/); this module only orchestrates.
 New models are created inactive (an operator decides what the public schedule benchmarks); models
 a provider no longer lists are marked unavailable, never deleted (their results stay).
 """
@@ -14,7 +9,6 @@ a provider no longer lists are marked unavailable, never deleted (their results 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -22,63 +16,12 @@ import httpx
 from django.db import transaction
 from django.utils import timezone
 
-from .models import Model, Provider, ProviderKind
+from .models import Model, Provider
+from .providers import adapter_for
 
 logger = logging.getLogger(__name__)
 
-ANTHROPIC_VERSION = "2023-06-01"
 TIMEOUT_S = 30.0
-MAX_PAGES = 50  # a provider that keeps saying "more" must not loop forever
-
-Lister = Callable[[httpx.Client, str, str], list[str]]
-
-
-def _get(client: httpx.Client, url: str, headers: dict[str, str], params: dict[str, str] | None = None) -> dict:
-    response = client.get(url, headers=headers, params=params)
-    response.raise_for_status()
-    body = response.json()
-    if not isinstance(body, dict):
-        raise ValueError(f"{url} returned {type(body).__name__}, expected a JSON object")
-    return body
-
-
-def list_openai_compatible(client: httpx.Client, base_url: str, api_key: str) -> list[str]:
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    body = _get(client, f"{base_url.rstrip('/')}/models", headers)
-    return [item["id"] for item in body["data"]]
-
-
-def list_anthropic(client: httpx.Client, base_url: str, api_key: str) -> list[str]:
-    headers = {"x-api-key": api_key, "anthropic-version": ANTHROPIC_VERSION}
-    names: list[str] = []
-    params: dict[str, str] = {"limit": "1000"}
-    for _ in range(MAX_PAGES):
-        body = _get(client, f"{base_url.rstrip('/')}/v1/models", headers, params)
-        names += [item["id"] for item in body["data"]]
-        if not body.get("has_more") or not body.get("last_id"):
-            break
-        params = {"limit": "1000", "after_id": body["last_id"]}
-    return names
-
-
-def list_gemini(client: httpx.Client, base_url: str, api_key: str) -> list[str]:
-    headers = {"x-goog-api-key": api_key}
-    names: list[str] = []
-    params: dict[str, str] = {"pageSize": "1000"}
-    for _ in range(MAX_PAGES):
-        body = _get(client, f"{base_url.rstrip('/')}/v1beta/models", headers, params)
-        names += [item["name"].removeprefix("models/") for item in body.get("models", [])]
-        if not body.get("nextPageToken"):
-            break
-        params = {"pageSize": "1000", "pageToken": body["nextPageToken"]}
-    return names
-
-
-LISTERS: dict[str, Lister] = {
-    ProviderKind.OPENAI_COMPATIBLE: list_openai_compatible,
-    ProviderKind.ANTHROPIC: list_anthropic,
-    ProviderKind.GEMINI: list_gemini,
-}
 
 
 @dataclass
@@ -117,11 +60,8 @@ class SyncReport:
 
 
 def list_models(provider: Provider, client: httpx.Client) -> list[str]:
-    try:
-        lister = LISTERS[provider.kind]
-    except KeyError:
-        raise ValueError(f"unknown provider kind {provider.kind!r}") from None
-    return lister(client, provider.base_url, provider.api_key_value())
+    """Raises ValueError for a kind no adapter is registered for."""
+    return adapter_for(provider.kind).list_models(client, provider.base_url, provider.api_key_value())
 
 
 def apply_listing(provider: Provider, names: list[str], now: datetime) -> ProviderSync:

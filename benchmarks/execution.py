@@ -19,7 +19,6 @@ from django.utils import timezone
 
 from accounts.models import Organization, User
 
-from . import credentials
 from .models import BenchmarkResult, Model, Price, Run, Target
 from .providers import Measurement, StreamRequest
 from .runner import RunTarget, run_targets_sync
@@ -87,7 +86,7 @@ def plan(run: Run) -> list[tuple[RunTarget, Planned]]:
     """One RunTarget per model: a private target's model names, or every active public model."""
     if run.target is not None:
         target = run.target
-        key = credentials.decrypt(target.api_key) if target.api_key else ""
+        key = target.api_key.reveal()
         return [
             (
                 RunTarget(key=f"{target.uuid}:{name}", kind=target.kind,

@@ -36,9 +36,9 @@ class SecretKeyForm(forms.ModelForm):
     def save(self, commit: bool = True):
         instance = super().save(commit=False)
         if self.cleaned_data.get("clear_api_key"):
-            instance.set_api_key("")
+            instance.api_key = ""
         elif self.cleaned_data.get("new_api_key"):
-            instance.set_api_key(self.cleaned_data["new_api_key"])
+            instance.api_key = self.cleaned_data["new_api_key"]  # the field encrypts it
         if commit:
             instance.save()
         return instance

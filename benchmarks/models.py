@@ -17,17 +17,19 @@ from django.db.models import Case, IntegerField, OuterRef, Subquery, Value, When
 from django.utils import timezone
 
 from accounts.models import Organization, Role, TenantQuerySet
+from lib.encrypted import EncryptedSecretField
 
-from . import credentials
-from .providers import ErrorKind, TokenCountSource
+from .providers import KIND_MAX_LENGTH, ErrorKind, TokenCountSource, kind_choices
 
 MILLION = Decimal(1_000_000)
 
 
-class ProviderKind(models.TextChoices):
-    OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible"
-    ANTHROPIC = "anthropic", "Anthropic"
-    GEMINI = "gemini", "Gemini"
+# Named constants for the kinds registered when Pulse starts (ProviderKind.ANTHROPIC…), derived
+# from the provider registry. The kind fields themselves take their choices from the live
+# registry (`kind_choices`, a callable): a provider added later needs no migration.
+ProviderKind = models.TextChoices(
+    "ProviderKind", [(kind.upper(), (kind, label)) for kind, label in kind_choices()]
+)
 
 
 class Provider(models.Model):
@@ -35,7 +37,7 @@ class Provider(models.Model):
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=100, unique=True)
-    kind = models.CharField(max_length=32, choices=ProviderKind.choices)
+    kind = models.CharField(max_length=KIND_MAX_LENGTH, choices=kind_choices)
     base_url = models.URLField(max_length=300)
     is_aggregator = models.BooleanField(
         default=False, help_text="Resells other companies' models (e.g. OpenRouter), rather than serving its own."
@@ -43,7 +45,7 @@ class Provider(models.Model):
     api_key_env = models.CharField(
         max_length=64, blank=True, help_text="Environment variable holding the API key, e.g. OPENAI_API_KEY."
     )
-    api_key = credentials.EncryptedSecretField(
+    api_key = EncryptedSecretField(
         blank=True, default="", help_text="Encrypted; set in the admin to override the environment variable."
     )
     genai_prices_id = models.CharField(
@@ -58,13 +60,10 @@ class Provider(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def set_api_key(self, raw: str) -> None:
-        self.api_key = credentials.encrypt(raw) if raw else ""
-
     def api_key_value(self) -> str:
         """The key to call the provider with: the admin's encrypted override, else the env var."""
         if self.api_key:
-            return credentials.decrypt(self.api_key)
+            return self.api_key.reveal()
         return os.environ.get(self.api_key_env, "") if self.api_key_env else ""
 
 
@@ -213,9 +212,9 @@ class Target(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="benchmark_targets")
     name = models.CharField(max_length=100)
-    kind = models.CharField(max_length=32, choices=ProviderKind.choices)
+    kind = models.CharField(max_length=KIND_MAX_LENGTH, choices=kind_choices)
     base_url = models.URLField(max_length=300, validators=[validate_base_url])
-    api_key = credentials.EncryptedSecretField(blank=True, default="")
+    api_key = EncryptedSecretField(blank=True, default="")
     model_names = models.JSONField(
         default=list, validators=[validate_model_names], help_text="Model names to benchmark at this endpoint."
     )
@@ -244,9 +243,6 @@ class Target(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization} / {self.name}"
-
-    def set_api_key(self, raw: str) -> None:
-        self.api_key = credentials.encrypt(raw) if raw else ""
 
     def check_name_is_free(self) -> None:
         """The unique constraint, as a per-field message (forms and serializers exclude

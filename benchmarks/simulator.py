@@ -35,6 +35,8 @@ from typing import Any, Literal, Protocol, get_args
 
 from aiohttp import web
 
+from benchmarks.providers import adapter_for
+
 # --------------------------------------------------------------------------------------------
 # Profiles
 # --------------------------------------------------------------------------------------------
@@ -42,7 +44,6 @@ from aiohttp import web
 FaultKind = Literal[
     "status", "disconnect_mid_stream", "malformed_chunk", "stall", "error_event", "empty_stream"
 ]
-KINDS = ("openai_compatible", "anthropic", "gemini")
 BAD_KEY = "bad-key"  # the one API key every format rejects, with that provider's real error body
 MALFORMED_DATA = "{not json"
 LOG_LIMIT = 10_000  # a long bench run must not grow the request log without bound
@@ -133,9 +134,9 @@ def load_profiles(path: Path | str) -> dict[str, ModelProfile]:
 
 
 def base_url_for(root: str, kind: str) -> str:
-    """The base URL a client of `kind` is configured with, given the server root."""
-    prefixes = {"openai_compatible": "/openai/v1", "anthropic": "/anthropic", "gemini": "/gemini"}
-    return root.rstrip("/") + prefixes[kind]
+    """The base URL a client of `kind` is configured with, given the server root (the prefix is
+    the adapter's, in the provider registry)."""
+    return root.rstrip("/") + adapter_for(kind).simulator_prefix
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,7 +369,9 @@ class Event:
 
 
 class WireFormat(Protocol):
-    kind: str
+    kind: str  # a kind in the provider registry, whose simulator_prefix the paths sit below
+    generate_path: str
+    models_path: str
     line_end: str
     stream_content_type: str
 
@@ -392,6 +395,8 @@ def _require_key(key: str | None, missing: Failure, bad: Failure) -> None:
 
 class OpenAIFormat:
     kind = "openai_compatible"
+    generate_path = "/chat/completions"
+    models_path = "/models"
     line_end = "\n"
     stream_content_type = "text/event-stream; charset=utf-8"
 
@@ -504,6 +509,8 @@ class OpenAIFormat:
 
 class AnthropicFormat:
     kind = "anthropic"
+    generate_path = "/v1/messages"
+    models_path = "/v1/models"
     line_end = "\n"
     stream_content_type = "text/event-stream; charset=utf-8"
 
@@ -626,6 +633,8 @@ class AnthropicFormat:
 
 class GeminiFormat:
     kind = "gemini"
+    generate_path = "/v1beta/models/{target}"  # {model}:streamGenerateContent or :generateContent
+    models_path = "/v1beta/models"
     line_end = "\r\n"  # Gemini frames its SSE with CRLF; client parsers must cope
     stream_content_type = "text/event-stream"
 
@@ -739,6 +748,7 @@ class GeminiFormat:
 FORMATS: dict[str, WireFormat] = {
     f.kind: f for f in (OpenAIFormat(), AnthropicFormat(), GeminiFormat())
 }
+KINDS = tuple(FORMATS)  # the registry's kinds this simulator can stand in for
 
 
 def _request_id() -> str:
@@ -993,13 +1003,10 @@ def build_app(profiles: dict[str, ModelProfile] | None = None) -> web.Applicatio
     """The simulator as an aiohttp application; `profiles` replaces DEFAULT_PROFILES if given."""
     app = web.Application()
     app[STATE] = SimState(DEFAULT_PROFILES if profiles is None else profiles)
-    openai, anthropic, gemini = (FORMATS[kind] for kind in KINDS)
-    app.router.add_post("/openai/v1/chat/completions", generate_handler(openai))
-    app.router.add_get("/openai/v1/models", models_handler(openai))
-    app.router.add_post("/anthropic/v1/messages", generate_handler(anthropic))
-    app.router.add_get("/anthropic/v1/models", models_handler(anthropic))
-    app.router.add_post("/gemini/v1beta/models/{target}", generate_handler(gemini))
-    app.router.add_get("/gemini/v1beta/models", models_handler(gemini))
+    for kind, fmt in FORMATS.items():
+        prefix = base_url_for("", kind)
+        app.router.add_post(prefix + fmt.generate_path, generate_handler(fmt))
+        app.router.add_get(prefix + fmt.models_path, models_handler(fmt))
     app.router.add_get("/_sim/requests", list_requests)
     app.router.add_delete("/_sim/requests", clear_requests)
     return app

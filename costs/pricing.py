@@ -30,11 +30,9 @@ from django.core.cache import cache
 from django.db import transaction
 from genai_prices import data_snapshot
 
-from benchmarks.models import Model, Price, Provider, ProviderKind
+from benchmarks.models import Model, Price, Provider
 from benchmarks.prices import sync_model
-
-# genai-prices provider ids whose API is not OpenAI-compatible.
-_KINDS = {"anthropic": ProviderKind.ANTHROPIC, "google": ProviderKind.GEMINI, "google-gla": ProviderKind.GEMINI}
+from benchmarks.providers import kind_for_pricing_provider
 
 
 def normalize_provider(name: str) -> str:
@@ -109,7 +107,7 @@ def adopt_bundled_model(provider: str, model: str) -> Model | None:
         catalog_provider, _ = Provider.objects.get_or_create(
             name=bundled_provider.name,
             defaults={
-                "kind": _KINDS.get(bundled_provider.id, ProviderKind.OPENAI_COMPATIBLE),
+                "kind": kind_for_pricing_provider(bundled_provider.id),
                 "base_url": "", "genai_prices_id": bundled_provider.id, "is_active": False,
             },
         )

@@ -1,25 +1,26 @@
-"""Provider adapters, one per wire format, behind one interface (`ProviderAdapter.stream`)."""
+"""Provider adapters, one module per wire format, behind one interface (`ProviderAdapter`) and
+one registry (`registry.ADAPTERS`). Each module registers its adapter on import; to add a
+provider, add its module and its name to the import line below."""
 
 from __future__ import annotations
 
+from . import anthropic, gemini, openai  # noqa: F401  (importing registers each adapter)
 from .anthropic import AnthropicAdapter
 from .base import ErrorKind, Measurement, ProviderAdapter, StreamRequest, TokenCountSource
 from .gemini import GeminiAdapter
 from .openai import OpenAICompatibleAdapter
-
-ADAPTERS: dict[str, ProviderAdapter] = {
-    adapter.kind: adapter for adapter in (OpenAICompatibleAdapter(), AnthropicAdapter(), GeminiAdapter())
-}
-
-
-def adapter_for(kind: str) -> ProviderAdapter:
-    try:
-        return ADAPTERS[kind]
-    except KeyError:
-        raise ValueError(f"Unknown provider kind {kind!r}; expected one of {sorted(ADAPTERS)}") from None
-
+from .registry import (
+    ADAPTERS,
+    DEFAULT_PRICING_KIND,
+    KIND_MAX_LENGTH,
+    adapter_for,
+    kind_choices,
+    kind_for_pricing_provider,
+    register,
+)
 
 __all__ = [
-    "ADAPTERS", "AnthropicAdapter", "ErrorKind", "GeminiAdapter", "Measurement", "OpenAICompatibleAdapter",
-    "ProviderAdapter", "StreamRequest", "TokenCountSource", "adapter_for",
+    "ADAPTERS", "AnthropicAdapter", "DEFAULT_PRICING_KIND", "ErrorKind", "GeminiAdapter", "KIND_MAX_LENGTH",
+    "Measurement", "OpenAICompatibleAdapter", "ProviderAdapter", "StreamRequest", "TokenCountSource",
+    "adapter_for", "kind_choices", "kind_for_pricing_provider", "register",
 ]

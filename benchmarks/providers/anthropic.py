@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
-from .base import Delta, ProviderAdapter, StreamRequest, Usage
+import httpx
 
-API_VERSION = "2023-06-01"
+from .base import Delta, ProviderAdapter, StreamRequest, Usage
+from .listing import MAX_PAGES, get_json
+from .registry import register
+
+API_VERSION = "2023-06-01"  # the API refuses requests without an anthropic-version header
 
 
 class AnthropicAdapter(ProviderAdapter):
     kind = "anthropic"
+    label = "Anthropic"
+    pricing_provider_ids = ("anthropic",)
+    simulator_prefix = "/anthropic"
+
+    def api_headers(self, api_key: str) -> dict[str, str]:
+        auth = {"x-api-key": api_key} if api_key else {}
+        return {**auth, "anthropic-version": API_VERSION}
+
+    def list_models(self, client: httpx.Client, base_url: str, api_key: str) -> list[str]:
+        # GET {base}/v1/models -> data[].id, paged by after_id while has_more
+        names: list[str] = []
+        params: dict[str, str] = {"limit": "1000"}
+        for _ in range(MAX_PAGES):
+            body = get_json(client, f"{base_url.rstrip('/')}/v1/models", self.api_headers(api_key), params)
+            names += [item["id"] for item in body["data"]]
+            if not body.get("has_more") or not body.get("last_id"):
+                break
+            params = {"limit": "1000", "after_id": body["last_id"]}
+        return names
 
     def url(self, request: StreamRequest) -> str:
         return f"{request.base_url.rstrip('/')}/v1/messages"
-
-    def headers(self, request: StreamRequest) -> dict[str, str]:
-        return {"x-api-key": request.api_key, "anthropic-version": API_VERSION, "Accept": "text/event-stream"}
 
     def body(self, request: StreamRequest, prompt: str) -> dict:
         return {
@@ -50,3 +70,6 @@ class AnthropicAdapter(ProviderAdapter):
             # prompt tokens (as OpenAI's prompt_tokens does) with the cached part beside it.
             input_tokens += (cached or 0) + (written or 0)
         return Usage(input_tokens=input_tokens, output_tokens=usage.get("output_tokens"), cached_tokens=cached)
+
+
+register(AnthropicAdapter())

@@ -144,16 +144,32 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class ProviderAdapter:
-    """Subclasses describe one wire format; `stream()` is shared."""
+    """Everything Pulse knows about one wire format, in one place: its kind, its auth headers,
+    how to stream a prompt and list models, its genai-prices ids and where the simulator
+    serves it. Subclasses describe the format; `stream()` is shared. Registered in
+    `benchmarks/providers/__init__.py`."""
 
-    kind: str = ""
+    kind: str = ""  # stored in Provider.kind and Target.kind: never rename one that rows use
+    label: str = ""  # what forms and the API docs call it
+    # genai-prices provider ids whose API speaks this format (costs/pricing.py adopts their
+    # models into the catalog with this kind).
+    pricing_provider_ids: tuple[str, ...] = ()
+    simulator_prefix: str = ""  # where benchmarks/simulator.py serves this format, below its root
 
     # -- what subclasses provide -----------------------------------------------------------
+    def api_headers(self, api_key: str) -> dict[str, str]:
+        """Auth and API-version headers, the same for streaming and for listing models."""
+        raise NotImplementedError
+
+    def list_models(self, client: httpx.Client, base_url: str, api_key: str) -> list[str]:
+        """Model names as this API expects them in a request (model discovery)."""
+        raise NotImplementedError
+
     def url(self, request: StreamRequest) -> str:
         raise NotImplementedError
 
     def headers(self, request: StreamRequest) -> dict[str, str]:
-        raise NotImplementedError
+        return {**self.api_headers(request.api_key), "Accept": "text/event-stream"}
 
     def body(self, request: StreamRequest, prompt: str) -> dict:
         raise NotImplementedError

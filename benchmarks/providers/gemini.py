@@ -4,19 +4,39 @@ from __future__ import annotations
 
 import re
 
+import httpx
+
 from .base import Delta, ErrorKind, ProviderAdapter, StreamRequest, Usage
+from .listing import MAX_PAGES, get_json
+from .registry import register
 
 _SECONDS = re.compile(r"^([\d.]+)s$")
 
 
 class GeminiAdapter(ProviderAdapter):
     kind = "gemini"
+    label = "Gemini"
+    # "google-gla" is the Generative Language API as Pydantic AI (and so some clients) names it.
+    pricing_provider_ids = ("google", "google-gla")
+    simulator_prefix = "/gemini"
+
+    def api_headers(self, api_key: str) -> dict[str, str]:
+        return {"x-goog-api-key": api_key} if api_key else {}
+
+    def list_models(self, client: httpx.Client, base_url: str, api_key: str) -> list[str]:
+        # GET {base}/v1beta/models -> models[].name without "models/", paged by nextPageToken
+        names: list[str] = []
+        params: dict[str, str] = {"pageSize": "1000"}
+        for _ in range(MAX_PAGES):
+            body = get_json(client, f"{base_url.rstrip('/')}/v1beta/models", self.api_headers(api_key), params)
+            names += [item["name"].removeprefix("models/") for item in body.get("models", [])]
+            if not body.get("nextPageToken"):
+                break
+            params = {"pageSize": "1000", "pageToken": body["nextPageToken"]}
+        return names
 
     def url(self, request: StreamRequest) -> str:
         return f"{request.base_url.rstrip('/')}/v1beta/models/{request.model}:streamGenerateContent?alt=sse"
-
-    def headers(self, request: StreamRequest) -> dict[str, str]:
-        return {"x-goog-api-key": request.api_key, "Accept": "text/event-stream"}
 
     def body(self, request: StreamRequest, prompt: str) -> dict:
         return {
@@ -66,3 +86,6 @@ class GeminiAdapter(ProviderAdapter):
             if match:
                 return float(match.group(1))
         return None
+
+
+register(GeminiAdapter())

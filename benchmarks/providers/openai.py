@@ -3,17 +3,32 @@ Fireworks, vLLM, Ollama… differ only in base URL)."""
 
 from __future__ import annotations
 
+import httpx
+
 from .base import Delta, ProviderAdapter, StreamRequest, Usage
+from .listing import get_json
+from .registry import register
 
 
 class OpenAICompatibleAdapter(ProviderAdapter):
     kind = "openai_compatible"
+    label = "OpenAI-compatible"
+    # Only OpenAI itself by name: every genai-prices provider no adapter claims is taken to
+    # speak this format too (see providers.kind_for_pricing_provider).
+    pricing_provider_ids = ("openai",)
+    simulator_prefix = "/openai/v1"
+
+    def api_headers(self, api_key: str) -> dict[str, str]:
+        # Self-hosted servers (vLLM, Ollama) often need no key: then send no Authorization at all.
+        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def list_models(self, client: httpx.Client, base_url: str, api_key: str) -> list[str]:
+        # GET {base}/models (the base URL already ends in /v1) -> data[].id
+        body = get_json(client, f"{base_url.rstrip('/')}/models", self.api_headers(api_key))
+        return [item["id"] for item in body["data"]]
 
     def url(self, request: StreamRequest) -> str:
         return f"{request.base_url.rstrip('/')}/chat/completions"
-
-    def headers(self, request: StreamRequest) -> dict[str, str]:
-        return {"Authorization": f"Bearer {request.api_key}", "Accept": "text/event-stream"}
 
     def body(self, request: StreamRequest, prompt: str) -> dict:
         return {
@@ -46,3 +61,6 @@ class OpenAICompatibleAdapter(ProviderAdapter):
                 reasoning_tokens=(usage.get("completion_tokens_details") or {}).get("reasoning_tokens"),
             )
         return delta
+
+
+register(OpenAICompatibleAdapter())

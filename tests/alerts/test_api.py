@@ -24,7 +24,6 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, Project, Role
 from alerts.models import Alert, AlertRule, Budget, Delivery, Webhook
-from benchmarks.credentials import decrypt
 from benchmarks.models import Model, Provider, ProviderKind, Target
 from costs.ingestion import ingest
 from tests.conftest import Personas
@@ -635,7 +634,7 @@ def test_a_new_webhook_returns_its_secret_once_and_never_its_url(world, api_as):
     assert created.status_code == 201, created.content
     data = created.json()
     webhook = Webhook.objects.get(uuid=data["uuid"])
-    assert data["secret"].startswith("whsec_") and decrypt(webhook.secret) == data["secret"]
+    assert data["secret"].startswith("whsec_") and webhook.secret.reveal() == data["secret"]
     assert webhook.url == url and webhook.created_by == world.personas.member
     assert "url" not in data and url.encode() not in created.content
     assert data["url_masked"] == "https://hooks.slack.com/…4567"
@@ -647,14 +646,14 @@ def test_a_new_webhook_returns_its_secret_once_and_never_its_url(world, api_as):
 
 
 def test_rotating_the_secret_returns_the_new_one_once(world, api_as):
-    old = decrypt(world.webhook.secret)
+    old = world.webhook.secret.reveal()
 
     response = call(api_as("member"), "POST", world.fill("/webhooks/{webhook}/rotate-secret"))
 
     assert response.status_code == 200
     new = response.json()["secret"]
     world.webhook.refresh_from_db()
-    assert new != old and new.startswith("whsec_") and decrypt(world.webhook.secret) == new
+    assert new != old and new.startswith("whsec_") and world.webhook.secret.reveal() == new
     assert list(response.json()) == ["secret"]
 
 

@@ -18,7 +18,6 @@ from django.utils import timezone
 from accounts.models import ApiToken, Role
 from alerts.models import MANAGE_ROLE, Alert, AlertRule, Budget, Delivery, EmailOptOut, Webhook
 from alerts.notify import unsubscribe_token
-from benchmarks.credentials import decrypt
 from benchmarks.models import Model as CatalogModel
 from benchmarks.models import Provider, ProviderKind, Target
 from costs.ingestion import ingest
@@ -584,7 +583,7 @@ def test_managers_add_a_webhook_and_see_its_secret_once(personas, persona):
     assert webhook.url == NEW_URL and webhook.created_by == personas.user(persona)
     secret = response.context["new_secret"]["secret"]
     html = response.content.decode()
-    assert secret.startswith("whsec_") and decrypt(webhook.secret) == secret and secret in html
+    assert secret.startswith("whsec_") and webhook.secret.reveal() == secret and secret in html
     assert "Pulse-Signature: t=&lt;unix seconds&gt;,v1=&lt;hex&gt;" in html and "no-store" in response["Cache-Control"]
     assert NEW_URL not in html
     again = client.get(reverse("alert_channels", args=[org.uuid])).content.decode()
@@ -619,11 +618,11 @@ def test_editing_a_webhook_keeps_or_replaces_the_url(personas, acme):
 
 def test_rotating_a_secret_shows_the_new_one_once(personas, acme):
     webhook = acme["webhook"]
-    old = decrypt(webhook.secret)
+    old = webhook.secret.reveal()
     client = client_as(personas.member)
     response = client.post(reverse("webhook_rotate_secret", args=[personas.org.uuid, webhook.uuid]), follow=True)
     webhook.refresh_from_db()
-    new = decrypt(webhook.secret)
+    new = webhook.secret.reveal()
     assert new != old and new in response.content.decode() and old not in response.content.decode()
     assert "The old secret no longer verifies." in response.content.decode()
     assert new not in client.get(reverse("alert_channels", args=[personas.org.uuid])).content.decode()

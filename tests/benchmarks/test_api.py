@@ -21,7 +21,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from benchmarks import credentials, tasks
+from benchmarks import tasks
 from benchmarks.models import BenchmarkResult, Model, Price, Provider, ProviderKind, Run, Target
 from tests.conftest import Personas
 
@@ -51,7 +51,7 @@ def target(personas: Personas) -> Target:
         organization=personas.org, name="Acme endpoint", kind=ProviderKind.OPENAI_COMPATIBLE,
         base_url="https://llm.acme.example/v1", model_names=["m1"],
     )
-    target.set_api_key("sk-acme")
+    target.api_key = "sk-acme"
     target.save()
     return target
 
@@ -81,7 +81,7 @@ def catalog() -> dict[str, object]:
 # Catalog
 # ---------------------------------------------------------------------------------------------
 def test_the_catalog_is_readable_by_anyone_signed_in_and_never_shows_credentials(api_as, catalog):
-    catalog["provider"].set_api_key("sk-operator")
+    catalog["provider"].api_key = "sk-operator"
     catalog["provider"].save()
     response = api_as("outsider").get(f"{API}/providers")
 
@@ -134,7 +134,7 @@ def test_members_create_targets_and_the_key_is_stored_encrypted_never_returned(p
     assert "api_key" not in data and SECRET.encode() not in response.content
     assert data["has_api_key"] is True and data["organization"] == str(personas.org.uuid)
     target = Target.objects.get(uuid=data["uuid"])
-    assert target.api_key != SECRET and credentials.decrypt(target.api_key) == SECRET
+    assert target.api_key != SECRET and target.api_key.reveal() == SECRET
     assert target.created_by == personas.user(persona) and target.model_names == ["gpt-4o-mini"]
 
 
@@ -224,11 +224,11 @@ def test_updating_the_key_replaces_or_removes_it_and_the_organization_never_move
     client = api_as("member")
     call(client, "PATCH", f"{API}/targets/{target.uuid}", {"api_key": "sk-new", "organization": str(personas.other_org.uuid)})
     target.refresh_from_db()
-    assert credentials.decrypt(target.api_key) == "sk-new" and target.organization == personas.org
+    assert target.api_key.reveal() == "sk-new" and target.organization == personas.org
 
     call(client, "PATCH", f"{API}/targets/{target.uuid}", {"name": "No key change"})
     target.refresh_from_db()
-    assert credentials.decrypt(target.api_key) == "sk-new"
+    assert target.api_key.reveal() == "sk-new"
 
     response = call(client, "PATCH", f"{API}/targets/{target.uuid}", {"api_key": ""})
     assert response.json()["has_api_key"] is False

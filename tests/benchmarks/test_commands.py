@@ -37,7 +37,7 @@ def run_command(name: str, *args: str) -> str:
 
 def make_provider(simulator, kind: str, name: str, key: str = "sk-sim") -> Provider:
     provider = Provider.objects.create(name=name, kind=kind, base_url=simulator.base_url_for(kind))
-    provider.set_api_key(key)
+    provider.api_key = key
     provider.save()
     return provider
 
@@ -75,7 +75,7 @@ def test_run_benchmark_of_a_private_target(simulator, personas):
         organization=personas.org, name="Our gateway", kind=ProviderKind.GEMINI,
         base_url=simulator.base_url_for("gemini"), model_names=["sim-fast", "sim-401"],
     )
-    target.set_api_key("sim-key")
+    target.api_key = "sim-key"
     target.save()
 
     out = run_command("run_benchmark", "--target", str(target.uuid))

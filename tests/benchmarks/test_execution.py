@@ -30,7 +30,7 @@ def catalog(simulator) -> dict[str, Model]:
     provider = Provider.objects.create(
         name="Simulated", kind=ProviderKind.OPENAI_COMPATIBLE, base_url=simulator.base_url_for("openai_compatible")
     )
-    provider.set_api_key("sk-sim")
+    provider.api_key = "sk-sim"
     provider.save()
     models = {name: Model.objects.create(provider=provider, name=name, is_active=True)
               for name in ("sim-fast", "sim-500", "sim-bundled")}
@@ -68,7 +68,7 @@ def test_a_private_target_run_belongs_to_its_organization_only(personas, simulat
         organization=personas.org, name="Our gateway", kind=ProviderKind.ANTHROPIC,
         base_url=simulator.base_url_for("anthropic"), model_names=["sim-fast", "sim-401"],
     )
-    target.set_api_key("sk-ant-sim")
+    target.api_key = "sk-ant-sim"
     target.save()
     run = execution.start_run(name="private", triggered_by=Run.Trigger.MANUAL,
                                organization=personas.org, target=target)

@@ -112,7 +112,7 @@ def test_the_scheduled_task_runs_a_target_through_a_real_worker_into_postgresql(
         personas, kind=ProviderKind.ANTHROPIC, base_url=simulator.base_url_for("anthropic"),
         model_names=["sim-fast", "sim-500"],
     )
-    target.set_api_key("sk-ant-sim")
+    target.api_key = "sk-ant-sim"
     target.save()
     task = periodic_task_of(target)
 

@@ -8,7 +8,6 @@ import pytest
 from django.urls import reverse
 from django_celery_beat.models import PeriodicTask
 
-from benchmarks import credentials
 from benchmarks.api import TargetViewSet
 from benchmarks.models import ProviderKind, Run, Target
 from tests.conftest import client_as
@@ -32,7 +31,7 @@ def form_data(**overrides: object) -> dict:
 def target(personas) -> Target:
     target = Target(organization=personas.org, name="Our gateway", kind=ProviderKind.OPENAI_COMPATIBLE,
                     base_url="https://gw.example/v1", model_names=["private-model"])
-    target.set_api_key(SECRET)
+    target.api_key = SECRET
     target.save()
     return target
 
@@ -69,7 +68,7 @@ def test_managers_add_a_target_and_the_key_is_stored_encrypted(personas, persona
     assert (target.kind, target.max_tokens, target.interval_minutes, target.is_enabled) == (
         "openai_compatible", 128, 30, True)
     assert target.created_by == personas.user(persona)
-    assert target.api_key != SECRET and credentials.decrypt(target.api_key) == SECRET
+    assert target.api_key != SECRET and target.api_key.reveal() == SECRET
     html = response.content.decode()
     assert "Target “Our vLLM” added (runs every 30 minutes)." in html and 'data-testid="target-row"' in html
     assert SECRET not in html and str(target.api_key) not in html
@@ -155,7 +154,7 @@ def test_editing_without_a_key_keeps_the_stored_one(personas, target, persona):
 
     assert response.redirect_chain == [(urls(personas)["list"], 302)]
     target.refresh_from_db()
-    assert credentials.decrypt(target.api_key) == SECRET
+    assert target.api_key.reveal() == SECRET
     assert target.model_names == ["private-model", "second-model"] and target.interval_minutes == 60
     assert PeriodicTask.objects.get(name=f"benchmarks.target:{target.uuid}").interval.every == 60
     assert SECRET not in response.content.decode()
@@ -166,7 +165,7 @@ def test_editing_with_a_new_key_replaces_it_and_never_shows_either(personas, tar
     response = client.post(urls(personas, target)["edit"], edit_data(target, new_api_key=NEW_SECRET), follow=True)
 
     target.refresh_from_db()
-    assert credentials.decrypt(target.api_key) == NEW_SECRET
+    assert target.api_key.reveal() == NEW_SECRET
     pages = [response.content.decode(), client.get(urls(personas, target)["edit"]).content.decode(),
              client.get(urls(personas)["list"]).content.decode()]
     for html in pages:
@@ -179,7 +178,7 @@ def test_a_stored_key_can_be_removed_but_not_removed_and_replaced_at_once(person
     assert both.status_code == 400 and list(both.context["form"].errors) == ["clear_api_key"]
     assert NEW_SECRET not in both.content.decode()
     target.refresh_from_db()
-    assert credentials.decrypt(target.api_key) == SECRET
+    assert target.api_key.reveal() == SECRET
 
     client.post(urls(personas, target)["edit"], edit_data(target, clear_api_key="on"))
     target.refresh_from_db()
@@ -192,7 +191,7 @@ def test_an_invalid_edit_changes_nothing(personas, target):
                                               edit_data(target, interval_minutes="1", new_api_key=NEW_SECRET))
     assert response.status_code == 400 and "interval_minutes" in response.context["form"].errors
     target.refresh_from_db()
-    assert target.interval_minutes == 15 and credentials.decrypt(target.api_key) == SECRET
+    assert target.interval_minutes == 15 and target.api_key.reveal() == SECRET
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,7 +251,7 @@ def test_viewers_get_403_and_the_outsider_404_and_nothing_changes(personas, targ
         response = getattr(client, method)(url, data) if data is not None else getattr(client, method)(url)
         assert response.status_code == status, (method, url)
     target.refresh_from_db()
-    assert credentials.decrypt(target.api_key) == SECRET and target.is_enabled
+    assert target.api_key.reveal() == SECRET and target.is_enabled
     assert Target.objects.count() == 1
 
 

@@ -11,7 +11,6 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from benchmarks import credentials
 from benchmarks.models import BenchmarkResult, Model, Provider, ProviderKind, Run, Target
 
 from .conftest import DESKTOP, MOBILE
@@ -174,7 +173,7 @@ def test_a_target_is_added_in_the_browser_and_its_key_never_shown(open_browser, 
     b.shot("benchmarks-targets-list")
 
     target = Target.objects.get(name="Our vLLM")
-    assert credentials.decrypt(target.api_key) == SECRET
+    assert target.api_key.reveal() == SECRET
     row.get_by_role("link", name="Edit").click()
     page.wait_for_url(f"**/targets/{target.uuid}/edit/")
     assert page.get_by_test_id("key-status").inner_text().startswith("a key is set")

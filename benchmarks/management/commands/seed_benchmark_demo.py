@@ -39,7 +39,7 @@ class Command(BaseCommand):
             provider, _ = Provider.objects.update_or_create(
                 name=name, defaults={"kind": kind, "base_url": base_url_for(root, kind), "is_aggregator": aggregator},
             )
-            provider.set_api_key("sk-simulated-demo")
+            provider.api_key = "sk-simulated-demo"  # the field encrypts it
             provider.save()
             for model_name, prices in models.items():
                 model, _ = Model.objects.update_or_create(provider=provider, name=model_name, defaults={"is_active": True})
