@@ -8,9 +8,10 @@ import pytest
 from django.test import override_settings
 from django.urls import reverse
 
-from benchmarks import execution
+from benchmarks import discovery, execution
 from benchmarks.models import BenchmarkResult, Model, Provider, ProviderKind, Run, Target
-from benchmarks.providers import ErrorKind
+from benchmarks.providers import ErrorKind, StreamRequest
+from benchmarks.runner import RunTarget, run_targets_sync
 from benchmarks.simulator import SimulatedProvider
 from tests.conftest import client_as, make_user
 from tests.local_server import INTERNAL_SECRET, PUBLIC_STAND_IN, InternalService, rebinding_dns
@@ -209,3 +210,30 @@ def test_operators_public_providers_still_reach_private_addresses(private_refuse
         execution.execute_run(run)
 
     assert BenchmarkResult.objects.get(run=run).success
+
+
+def test_one_run_keeps_each_targets_own_policy():
+    """The runner measures many targets at once; a tenant's never rides an operator's client."""
+    with SimulatedProvider() as simulator:
+        request = StreamRequest(base_url=simulator.base_url_for("openai_compatible"), api_key="sk-sim",
+                                model="sim-fast", prompt="Hi", max_tokens=16)
+        results = run_targets_sync([
+            RunTarget(key="operator", kind="openai_compatible", request=request, allow_private=True),
+            RunTarget(key="tenant", kind="openai_compatible", request=request),  # allow_private defaults to False
+        ])
+
+    outcomes = {target.key: (m.success, m.error_kind) for target, m in results}
+    assert outcomes == {"operator": (True, None), "tenant": (False, ErrorKind.EGRESS_REFUSED)}
+
+
+@pytest.mark.django_db
+def test_model_discovery_goes_through_the_guard(private_refused, internal):
+    """Providers are operators' own: a local one is listed, a metadata address never."""
+    Provider.objects.create(name="Metadata", kind=ProviderKind.OPENAI_COMPATIBLE, base_url="http://169.254.169.254/v1")
+    Provider.objects.create(name="Local", kind=ProviderKind.OPENAI_COMPATIBLE, base_url=internal.url("/v1"))
+
+    report = {sync.provider: sync.error for sync in discovery.sync_models().providers}
+
+    assert "169.254.169.254 is a cloud metadata address" in report["Metadata"]
+    assert report["Local"].startswith("HTTP 500")  # reached (it answers an error page), and not quoted
+    assert internal.hits == ["GET /v1/models"]
