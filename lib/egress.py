@@ -81,6 +81,9 @@ class EgressRefused(httpx.ConnectError):
         shown = host if host == address else f"{host} ({address})"
         super().__init__(f"{shown} is {reason}; Pulse does not send requests there.")
 
+    def __reduce__(self) -> tuple:  # picklable (e.g. by a task queue) despite its own arguments
+        return (type(self), (self.host, self.address, self.reason))
+
 
 # -- the policy -------------------------------------------------------------------------------
 
