@@ -7,6 +7,7 @@ that a refused request never reached it and that a leak would have shown the sec
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,8 +23,11 @@ class InternalService:
     """`with InternalService() as service:` serves on `service.host:service.port`; every request
     is counted in `service.hits`. `redirect_to` makes it answer 302 to that URL instead."""
 
-    def __init__(self, host: str = "127.0.0.1", *, status: int = 200, redirect_to: str | None = None) -> None:
-        self.host, self.status, self.redirect_to = host, status, redirect_to
+    def __init__(
+        self, host: str = "127.0.0.1", *, status: int = 200, redirect_to: str | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.host, self.status, self.redirect_to, self.tls = host, status, redirect_to, tls
         self.hits: list[str] = []
 
     def __enter__(self) -> InternalService:
@@ -52,6 +56,8 @@ class InternalService:
 
         self._server = ThreadingHTTPServer((self.host, 0), Handler)
         self.port = self._server.server_address[1]
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
         self._thread.start()
         return self
@@ -61,7 +67,8 @@ class InternalService:
         self._server.server_close()
 
     def url(self, path: str = "/", *, host: str | None = None) -> str:
-        return f"http://{host or self.host}:{self.port}{path}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{host or self.host}:{self.port}{path}"
 
 
 @contextmanager

@@ -7,11 +7,17 @@ import ast
 import asyncio
 import ipaddress
 import pickle
+import ssl
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from lib import egress
 from tests.local_server import INTERNAL_SECRET, PUBLIC_STAND_IN, InternalService, rebinding_dns
@@ -272,3 +278,44 @@ def test_the_module_imports_no_pulse_app():
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     apps = {"accounts", "benchmarks", "costs", "alerts", "gateway", "dashboard", "config"}
     assert not {name.split(".")[0] for name in imported} & apps
+
+
+def certificate_for(name: str, directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate valid for the DNS name `name` only (no IP address in it)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ))
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("get", [get_sync, get_async], ids=["httpx sync", "httpx async"])
+def test_tls_still_verifies_the_host_name_though_the_connection_goes_to_the_checked_ip(get, tmp_path, monkeypatch):
+    """The backend connects to an IP address; SNI and the certificate check must still use the
+    name (httpcore takes server_hostname from the request's origin), or every HTTPS call fails."""
+    cert, key = certificate_for("models.egress.test", tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    seen_names: list[str | None] = []
+    server_tls.sni_callback = lambda connection, name, context: seen_names.append(name)
+    client_tls = ssl.create_default_context(cafile=str(cert))
+
+    with InternalService(tls=server_tls) as service, rebinding_dns(monkeypatch, "models.egress.test", ["127.0.0.1"]):
+        response = get(service.url("/v1/models", host="models.egress.test"), allow_private=True, verify=client_tls)
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):  # the check is real
+            get(service.url("/v1/models"), allow_private=True, verify=client_tls)
+
+    assert response.status_code == 200 and service.hits == ["GET /v1/models"]
+    assert seen_names[0] == "models.egress.test"
