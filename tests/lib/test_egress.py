@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from lib import egress
+from tests.config.test_deployment import production_env, run_python
 from tests.local_server import INTERNAL_SECRET, PUBLIC_STAND_IN, InternalService, rebinding_dns
 
 REFUSED = {
@@ -319,3 +320,12 @@ def test_tls_still_verifies_the_host_name_though_the_connection_goes_to_the_chec
 
     assert response.status_code == 200 and service.hits == ["GET /v1/models"]
     assert seen_names[0] == "models.egress.test"
+
+
+def test_production_refuses_private_addresses_unless_the_operator_says_otherwise():
+    show = "import django; django.setup(); from django.conf import settings; print(settings.TENANT_EGRESS_ALLOW_PRIVATE)"
+    default = run_python(show, production_env())
+    opted_in = run_python(show, production_env(TENANT_EGRESS_ALLOW_PRIVATE="true"))
+
+    assert default.stdout.strip() == "False", default.stderr
+    assert opted_in.stdout.strip() == "True", opted_in.stderr
