@@ -137,7 +137,10 @@ def refusal(url: str, *, allow_private: bool) -> str | None:
     """Why Pulse would refuse to send to `url`, checked when a tenant saves it (a field error),
     or None. Resolves the host now; a name that does not resolve passes (it fails at connect
     time like any unreachable host). Not a guard on its own: the connection is checked again."""
-    host = urlsplit(url).hostname
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None  # not a URL at all ("http://[::1/"): the field's own validator says so
     if not host:
         return "The URL has no host."
     try:

@@ -5,6 +5,7 @@ error kind of its own and no byte of the internal answer in the result."""
 from __future__ import annotations
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import override_settings
 from django.urls import reverse
 
@@ -237,3 +238,14 @@ def test_model_discovery_goes_through_the_guard(private_refused, internal):
     assert "169.254.169.254 is a cloud metadata address" in report["Metadata"]
     assert report["Local"].startswith("HTTP 500")  # reached (it answers an error page), and not quoted
     assert internal.hits == ["GET /v1/models"]
+
+
+@pytest.mark.django_db
+def test_a_malformed_url_is_a_field_error_from_full_clean_not_a_crash(private_refused, personas):
+    target = Target(organization=personas.org, name="Broken", kind=ProviderKind.OPENAI_COMPATIBLE,
+                    base_url="http://[::1/v1", model_names=["m"])
+
+    with pytest.raises(ValidationError) as error:
+        target.full_clean()
+
+    assert list(error.value.message_dict) == ["base_url"]

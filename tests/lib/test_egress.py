@@ -153,6 +153,7 @@ def test_public_and_unresolvable_urls_pass_at_save_and_a_url_needs_a_host():
     assert egress.refusal(f"https://{PUBLIC_STAND_IN}/hook", allow_private=False) is None
     assert egress.refusal("https://no-such-host.invalid/v1", allow_private=False) is None  # fails at connect
     assert egress.refusal("http:///v1", allow_private=False) == "The URL has no host."
+    assert egress.refusal("http://[::1/v1", allow_private=False) is None  # URL validators report it, not a 500
 
 
 # ---------------------------------------------------------------------------------------------
