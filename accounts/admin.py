@@ -41,9 +41,9 @@ class UserAdmin(DjangoUserAdmin):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["name", "uuid", "time_zone", "member_count", "created_at"]
+    list_display = ["name", "uuid", "time_zone", "member_count", "allow_private_egress", "created_at"]
     search_fields = ["name", "uuid", "memberships__user__email"]
-    list_filter = ["time_zone", "created_at"]
+    list_filter = ["time_zone", "allow_private_egress", "created_at"]
     readonly_fields = ["uuid", "created_at"]
     inlines = [MembershipInline, ProjectInline]
 

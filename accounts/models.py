@@ -78,6 +78,14 @@ class Organization(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=100)
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    # Set by an operator in the Django admin only (no tenant form or serializer lists it): a
+    # tenant that could set it would switch off the SSRF guard for itself.
+    allow_private_egress = models.BooleanField(
+        default=False,
+        help_text="Let this organization's benchmark targets and webhooks reach private, loopback and "
+        "link-local addresses (e.g. its own vLLM or Ollama on a private network). Cloud metadata "
+        "addresses stay refused. TENANT_EGRESS_ALLOW_PRIVATE allows this for every organization.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     objects = OrganizationQuerySet.as_manager()
@@ -87,6 +95,12 @@ class Organization(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def allows_private_egress(self) -> bool:
+        """Whether requests to URLs this organization typed may reach private addresses
+        (lib/egress.py): the operator's setting for all, or the admin's switch for this one."""
+        return settings.TENANT_EGRESS_ALLOW_PRIVATE or self.allow_private_egress
 
     def role_of(self, principal: User | ApiToken | None) -> Role | None:
         """The principal's role here, or None when it has no access at all.

@@ -25,9 +25,9 @@ from django.utils import timezone
 from accounts.models import ApiToken, Organization, Project, Role, TenantQuerySet, User
 from benchmarks.models import Model as CatalogModel
 from benchmarks.models import Target, validate_base_url
-from config import egress
 from costs.models import rollup_tag_keys
 from costs.money import Currency
+from lib import egress
 from lib.encrypted import EncryptedSecretField
 
 # Who may create, change and delete budgets, rules and webhooks (pages and API alike). Members,
@@ -126,9 +126,19 @@ class Webhook(models.Model):
         return f"{parts.scheme}://{parts.netloc}/…{self.url[-4:]}" if parts.path.strip("/") else self.url
 
     def clean(self) -> None:
-        refused = egress.refusal(self.url) if self.url else None
+        # A first check, for a clear field error; every delivery is checked again where the
+        # connection is opened (lib/egress.py), which DNS rebinding cannot get around.
+        if not self.url:
+            return
+        refused = egress.refusal(self.url, allow_private=self.allows_private_egress)
         if refused:
             raise ValidationError({"url": refused})
+
+    @property
+    def allows_private_egress(self) -> bool:
+        if self.organization_id is None:
+            return settings.TENANT_EGRESS_ALLOW_PRIVATE
+        return self.organization.allows_private_egress
 
     def rotate_secret(self) -> str:
         """Give the webhook a new signing secret; returns it (shown once)."""

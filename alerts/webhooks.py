@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import httpx
 from django.conf import settings
 
-from config import egress
+from lib import egress
 
 from .models import Alert, Webhook
 
@@ -101,9 +101,6 @@ def post(webhook: Webhook, alert: Alert, delivery_uuid: str) -> PostResult:
     secret = webhook.secret.reveal() if webhook.secret else ""
     if not secret:
         return PostResult(False, None, "The webhook has no signing secret; rotate it to get one.", permanent=True)
-    refused = egress.refusal(webhook.url)
-    if refused:
-        return PostResult(False, None, refused, permanent=True)
     body = body_of(webhook, alert)
     headers = {
         "Content-Type": "application/json",
@@ -113,8 +110,14 @@ def post(webhook: Webhook, alert: Alert, delivery_uuid: str) -> PostResult:
         SIGNATURE_HEADER: sign(secret, body, int(time.time())),
     }
     try:
-        with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
+        # Checked where the connection is opened, not before: a name that resolves to a public
+        # address for a check and to 127.0.0.1 a moment later (DNS rebinding) is still refused.
+        with egress.guarded_client(
+            allow_private=webhook.allows_private_egress, timeout=TIMEOUT, follow_redirects=False
+        ) as client:
             response = client.post(webhook.url, content=body, headers=headers)
+    except egress.EgressRefused as error:
+        return PostResult(False, None, str(error), permanent=True)  # retrying cannot help
     except httpx.TimeoutException as error:
         return PostResult(False, None, f"Timed out: {type(error).__name__}")
     except httpx.HTTPError as error:

@@ -173,7 +173,7 @@ def target(sim: SimulatorProcess, kind: str, model: str, key: str) -> RunTarget:
         prompt="Explain time to first token in one paragraph.", max_tokens=1024,
         read_timeout_s=30, total_timeout_s=60,
     )
-    return RunTarget(key=key, kind=kind, request=request)
+    return RunTarget(key=key, kind=kind, request=request, allow_private=True)  # the simulator is on 127.0.0.1
 
 
 def timed_run(targets: list[RunTarget]) -> tuple[float, list[tuple[RunTarget, Measurement]]]:
@@ -362,7 +362,7 @@ def main() -> int:
                              "httpx's own httpcore, for comparison")
     args = parser.parse_args()
     if args.client == "httpcore":
-        runner.benchmark_client = lambda width: httpx.AsyncClient(
+        runner.benchmark_client = lambda width, allow_private: httpx.AsyncClient(
             limits=httpx.Limits(max_connections=width, max_keepalive_connections=0))
     plan = (Plan(single_samples=50, rounds=3, run_reps=2, sequential=args.sequential) if args.quick
             else Plan(single_samples=200, rounds=10, run_reps=5, sequential=args.sequential))

@@ -140,14 +140,18 @@ class TargetSerializer(OwnedByVisibleOrganization, serializers.ModelSerializer):
         return bool(target.api_key)
 
     def validate(self, attrs: dict) -> dict:
-        name = attrs.get("name")
-        if name is not None:
-            organization = attrs.get("organization") or self.instance.organization
-            candidate = Target(pk=self.instance.pk if self.instance else None, organization=organization, name=name)
-            try:
+        organization = attrs.get("organization") or self.instance.organization
+        name, base_url = attrs.get("name"), attrs.get("base_url")
+        candidate = Target(
+            pk=self.instance.pk if self.instance else None, organization=organization, name=name, base_url=base_url
+        )
+        try:
+            if name is not None:
                 candidate.check_name_is_free()
-            except DjangoValidationError as error:
-                raise serializers.ValidationError(error.message_dict) from error
+            if base_url is not None:
+                candidate.clean()  # the model's rules, as the page form and the admin run them
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.message_dict) from error
         return attrs
 
     def _save(self, target: Target, validated_data: dict) -> Target:

@@ -16,6 +16,8 @@ import httpx
 from django.db import transaction
 from django.utils import timezone
 
+from lib import egress
+
 from .models import Model, Provider
 from .providers import adapter_for
 
@@ -87,7 +89,9 @@ def sync_models(client: httpx.Client | None = None) -> SyncReport:
     report = SyncReport()
     now = timezone.now()
     own_client = client is None
-    client = client or httpx.Client(timeout=TIMEOUT_S)
+    # Through the one guarded way out (lib/egress.py). Public providers are operators' own
+    # configuration, not tenant input, so private addresses are allowed (metadata never is).
+    client = client or egress.guarded_client(allow_private=True, timeout=TIMEOUT_S)
     try:
         for provider in Provider.objects.filter(is_active=True).order_by("name"):
             try:

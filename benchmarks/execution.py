@@ -87,9 +87,11 @@ def plan(run: Run) -> list[tuple[RunTarget, Planned]]:
     if run.target is not None:
         target = run.target
         key = target.api_key.reveal()
+        # A tenant's URL: private addresses only if its organization is allowed (lib/egress.py).
+        allow_private = target.organization.allows_private_egress
         return [
             (
-                RunTarget(key=f"{target.uuid}:{name}", kind=target.kind,
+                RunTarget(key=f"{target.uuid}:{name}", kind=target.kind, allow_private=allow_private,
                           request=_request(target.base_url, key, name, target.prompt, target.max_tokens)),
                 Planned(model=None, provider_name=target.name, model_name=name),
             )
@@ -98,7 +100,8 @@ def plan(run: Run) -> list[tuple[RunTarget, Planned]]:
     models = Model.objects.filter(is_active=True, provider__is_active=True).select_related("provider")
     return [
         (
-            RunTarget(key=str(model.uuid), kind=model.provider.kind,
+            # Operators configure public providers (not tenant input): they may be private.
+            RunTarget(key=str(model.uuid), kind=model.provider.kind, allow_private=True,
                       request=_request(model.provider.base_url, model.provider.api_key_value(), model.name,
                                        settings.BENCHMARK_PROMPT, settings.BENCHMARK_MAX_TOKENS)),
             Planned(model=model, provider_name=model.provider.name, model_name=model.name),

@@ -17,6 +17,7 @@ from django.db.models import Case, IntegerField, OuterRef, Subquery, Value, When
 from django.utils import timezone
 
 from accounts.models import Organization, Role, TenantQuerySet
+from lib import egress
 from lib.encrypted import EncryptedSecretField
 
 from .providers import KIND_MAX_LENGTH, ErrorKind, TokenCountSource, kind_choices
@@ -243,6 +244,15 @@ class Target(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization} / {self.name}"
+
+    def clean(self) -> None:
+        # A first check, for a clear field error on the page, the API and the admin; each run
+        # checks again where the connection is opened (lib/egress.py), which DNS rebinding and
+        # redirects cannot get around.
+        if self.base_url and self.organization_id is not None:
+            refused = egress.refusal(self.base_url, allow_private=self.organization.allows_private_egress)
+            if refused:
+                raise ValidationError({"base_url": refused})
 
     def check_name_is_free(self) -> None:
         """The unique constraint, as a per-field message (forms and serializers exclude

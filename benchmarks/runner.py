@@ -11,6 +11,8 @@ the `Measurement`s; this module only measures, following the runner rules in DES
   connection handling) whose pool is as wide as the run, so no target ever waits for a
   connection; HTTP/1.1, one stream per fresh connection, which keeps each stream's timing
   independent of the others' (see `benchmark_client` for why connections are not reused);
+  one client per egress policy, in fact: targets that may not reach private addresses (a
+  tenant's, lib/egress.py) never share a client with those that may (an operator's);
 - each target is bounded by its own `StreamRequest` timeouts (the adapter enforces them);
 - a failure is a result: nothing one target does (or the `on_result` callback does for it) can
   cancel or crash another;
@@ -21,6 +23,7 @@ the `Measurement`s; this module only measures, following the runner rules in DES
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import secrets
@@ -49,6 +52,10 @@ class RunTarget:
     kind: str  # a provider kind, see benchmarks.providers.ADAPTERS
     request: StreamRequest
     unique_prompt: bool = True
+    # Whether the base URL may reach private and local addresses (lib/egress.py). Off unless the
+    # caller says so: operators' own providers may; a tenant's target only when its
+    # organization is allowed (Organization.allows_private_egress).
+    allow_private: bool = False
 
     def prompt_for(self, nonce: str) -> str:
         """The prompt actually sent: with a nonce line in front when `unique_prompt` is set.
@@ -88,10 +95,16 @@ async def run_targets(
         if on_result is not None:
             await _notify(on_result, target, measurement)
 
-    async with benchmark_client(width) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        clients: dict[bool, httpx.AsyncClient] = {}
+        for policy in sorted({target.allow_private for target in targets}):
+            count = sum(1 for target in targets if target.allow_private == policy)
+            clients[policy] = await stack.enter_async_context(
+                benchmark_client(min(count, max_concurrency), allow_private=policy)
+            )
         async with asyncio.TaskGroup() as group:
             for index, target in enumerate(targets):
-                group.create_task(one(client, index, target), name=f"pulse-target-{target.key}")
+                group.create_task(one(clients[target.allow_private], index, target), name=f"pulse-target-{target.key}")
     return [(target, measurement) for target, measurement in zip(targets, results, strict=True)]  # type: ignore[misc]
 
 

@@ -384,8 +384,10 @@ COST_ROLLUP_TAG_KEYS = env.list("COST_ROLLUP_TAG_KEYS", default=["feature", "env
 # bundled rates are used and shown with their date.
 EXCHANGE_RATES_API_KEY = env.str("EXCHANGE_RATES_API_KEY", default="")
 EXCHANGE_RATES_URL = env.str("EXCHANGE_RATES_URL", default="https://openexchangerates.org/api/latest.json")
-# Tenants' webhook URLs may not reach private, loopback or link-local addresses in production
-# (config/egress.py); development and tests post to 127.0.0.1.
+# URLs tenants type (benchmark targets' base URLs, webhooks, gateway upstreams) may not reach
+# private, loopback, link-local or reserved addresses in production: lib/egress.py checks the
+# address of every connection. Development and tests talk to 127.0.0.1. One organization can be
+# allowed in the admin (Organization.allow_private_egress); cloud metadata addresses never are.
 TENANT_EGRESS_ALLOW_PRIVATE = env.bool("TENANT_EGRESS_ALLOW_PRIVATE", default=not PRODUCTION)
 
 # ---------------------------------------------------------------------------------------------

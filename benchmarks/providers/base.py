@@ -27,6 +27,8 @@ from enum import StrEnum
 import httpx
 from httpx_sse import EventSource, SSEError
 
+from lib.egress import EgressRefused
+
 MAX_ERROR_BODY_BYTES = 64 * 1024
 MAX_RESPONSE_TEXT_CHARS = 20_000
 
@@ -39,6 +41,7 @@ class ErrorKind(StrEnum):
     SERVER_ERROR = "server_error"  # 5xx
     CONNECT_TIMEOUT = "connect_timeout"
     CONNECT_ERROR = "connect_error"  # refused, DNS, TLS
+    EGRESS_REFUSED = "egress_refused"  # Pulse refused: a private, local or metadata address (lib/egress.py)
     READ_TIMEOUT = "read_timeout"  # no bytes between chunks for too long
     TOTAL_TIMEOUT = "total_timeout"  # the whole request took too long
     DISCONNECTED = "disconnected"  # connection reset or closed mid-stream
@@ -217,6 +220,8 @@ class ProviderAdapter:
                 await self._stream_into(client, request, prompt or request.prompt, measurement, started)
         except TimeoutError:
             self._fail(measurement, ErrorKind.TOTAL_TIMEOUT, f"No complete response within {request.total_timeout_s:g} s.")
+        except EgressRefused as refused:  # before ConnectError, its parent; the message has no response in it
+            self._fail(measurement, ErrorKind.EGRESS_REFUSED, str(refused))
         except httpx.ConnectTimeout:
             self._fail(measurement, ErrorKind.CONNECT_TIMEOUT, f"Could not connect within {request.connect_timeout_s:g} s.")
         except httpx.ReadTimeout:

@@ -22,6 +22,8 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from lib import egress
+
 # Most specific first: several of these are subclasses of the later ones.
 _TRANSLATIONS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
     (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),  # sock_connect / connect timeouts
@@ -77,13 +79,15 @@ class PreciseAiohttpTransport(AiohttpTransport):
         return response
 
 
-def benchmark_client(width: int) -> httpx.AsyncClient:
-    """A client for one run: `width` connections, each used for exactly one request.
+def benchmark_client(width: int, *, allow_private: bool) -> httpx.AsyncClient:
+    """A client for one run: `width` connections, each used for exactly one request, each to an
+    address lib/egress.py allows (`allow_private`: operators' providers and organizations
+    allowed in the admin may reach private networks; see lib/egress.py).
 
     `force_close` instead of keep-alive, deliberately: every target then pays exactly one fresh
     connection setup inside its TTFT, also in the later waves of a run wider than the runner's
     concurrency cap (a reused connection would make those look faster than the first wave's for
     no reason of the provider's own). Must be created inside the event loop that uses it."""
-    connector = aiohttp.TCPConnector(limit=width, force_close=True)
+    connector = egress.guarded_connector(allow_private=allow_private, limit=width, force_close=True)
     session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
     return httpx.AsyncClient(transport=PreciseAiohttpTransport(client=session), http2=False)

@@ -57,14 +57,16 @@ def simulator():
 
 def target(sim: SimulatedProvider, kind: str, model: str, *, key: str | None = None, unique_prompt: bool = True, **options) -> RunTarget:
     request = StreamRequest(base_url=sim.base_url_for(kind), api_key="sk-sim", model=model, prompt=PROMPT, **options)
-    return RunTarget(key=key or f"{kind}/{model}", kind=kind, request=request, unique_prompt=unique_prompt)
+    return RunTarget(
+        key=key or f"{kind}/{model}", kind=kind, request=request, unique_prompt=unique_prompt, allow_private=True
+    )  # the simulator listens on 127.0.0.1
 
 
 def closed_port_target() -> tuple[RunTarget, socket.socket]:
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))  # bound but never listening: connections are refused
     request = StreamRequest(base_url=f"http://127.0.0.1:{probe.getsockname()[1]}/v1", api_key="k", model="m", prompt=PROMPT)
-    return RunTarget(key="closed-port", kind="openai_compatible", request=request), probe
+    return RunTarget(key="closed-port", kind="openai_compatible", request=request, allow_private=True), probe
 
 
 def test_a_run_of_three_kinds_and_several_models_gives_one_result_per_target_in_order(simulator):
@@ -101,8 +103,8 @@ def test_faults_in_some_targets_do_not_affect_the_others(simulator, monkeypatch,
         target(simulator, "gemini", "sim-stall", read_timeout_s=0.5),  # stalls for 30 s
         target(simulator, "openai_compatible", "sim-slow", total_timeout_s=0.8),  # needs ~4.4 s
         closed,
-        RunTarget(key="exploding", kind="exploding", request=healthy[0].request),
-        RunTarget(key="unknown-kind", kind="carrier-pigeon", request=healthy[0].request),
+        RunTarget(key="exploding", kind="exploding", request=healthy[0].request, allow_private=True),
+        RunTarget(key="unknown-kind", kind="carrier-pigeon", request=healthy[0].request, allow_private=True),
     ]
     targets = [x for pair in itertools.zip_longest(faulty, healthy) for x in pair if x is not None]
 
