@@ -243,6 +243,9 @@ def member_update(request: HttpRequest, organization_uuid: UUID, membership_uuid
             if membership.user_id == request.user.pk:
                 return redirect("home")
         else:
+            # Refuse (403) before reading the form, as the API does: a viewer is told "not
+            # allowed", not what is wrong with the role it sent. change_role() checks it again.
+            organization.require_role(request.user, Role.ADMIN)
             form = RoleForm(request.POST)
             if not form.is_valid():
                 messages.error(request, "Choose a valid role.")
