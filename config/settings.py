@@ -193,8 +193,12 @@ ACCOUNT_LOGIN_BY_CODE_MAX_ATTEMPTS = 3
 ACCOUNT_SESSION_REMEMBER = True
 ACCOUNT_PREVENT_ENUMERATION = True
 ACCOUNT_RATE_LIMITS = {
-    # Failed logins per IP and per account; allauth counts and resets on success.
+    # Failed password sign-ins (counted in accounts/adapter.py; a success does not count): per
+    # address over all accounts, and per (account, address), so one address's failures never
+    # lock the account for anyone else; plus a generous ceiling per account for a guess spread
+    # over many addresses (the emailed code still signs its owner in).
     "login_failed": "10/m/ip,5/5m/key",
+    "login_failed_account": "50/h/key",
     "login": "30/m/ip",
     "signup": "20/h/ip",
     "request_login_code": "20/m/ip,3/m/key",
