@@ -368,6 +368,7 @@ def test_the_walk_knows_every_pattern():
 
 TENANT_ROUTES = [r for r in ROUTES if not r.route.startswith("admin/") and r.kwargs and r.name not in PUBLIC | OWN]
 COLLECTION_ROUTES = [r for r in ROUTES if r.name in COLLECTIONS]
+OWN_ROUTES = [r for r in ROUTES if r.name in OWN]
 
 
 @pytest.mark.parametrize("route", TENANT_ROUTES, ids=str)
@@ -410,7 +411,7 @@ def test_an_outsider_gets_404_and_a_viewer_403_on_every_method(victim, route):
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("route", TENANT_ROUTES, ids=str)
+@pytest.mark.parametrize("route", [*TENANT_ROUTES, *COLLECTION_ROUTES, *OWN_ROUTES], ids=str)
 def test_an_anonymous_caller_is_refused_before_anything_is_looked_up(victim, route):
     """Pages do not take API tokens: even Acme's own token is anonymous there."""
     _token, raw = ApiToken.issue(project=victim.personas.project, name="walker", scopes=["read", "write"],
