@@ -8,7 +8,8 @@ PATCH and DELETE as:
 
 - the outsider (who owns Bravo), signed in (pages and API) and with an API token of Bravo with
   every scope (API): 404 exactly as for objects that do not exist, or 405 when the method is not
-  served at all; nothing of Acme changes;
+  served at all, also with Acme's object put under Bravo's own organization or project in the
+  URL; nothing of Acme changes;
 - a viewer of Acme (signed in, and a read-only Acme token on the API): 403 on every write, and
   nothing changes;
 - an anonymous caller: the API answers 401; pages redirect to the login page (`login_required`
@@ -213,10 +214,16 @@ class Victim:
     objects: dict[type[models.Model], models.Model]
     markers: list[str] = field(default_factory=list)
 
-    def fill(self, route: Route, *, missing: bool = False) -> str:
+    def fill(self, route: Route, *, missing: bool = False, parents: dict | None = None) -> str:
+        """The route with the victim's objects (or random uuids); `parents` swaps in others'
+        organization/project while the object itself stays the victim's."""
         kwargs = {
             name: str(uuid.uuid4()) if missing else str(self.object_for(route, name).uuid) for name in route.kwargs
         }
+        for name in route.kwargs[:-1]:
+            kind = kind_of(route, name)
+            if parents and kind in parents:
+                kwargs[name] = str(parents[kind].uuid)
         return reverse_route(route, kwargs)
 
     def object_for(self, route: Route, kwarg: str) -> models.Model:
@@ -380,12 +387,19 @@ def test_an_outsider_gets_404_and_a_viewer_403_on_every_method(victim, route):
     outsider_clients, viewer_clients = outsiders(route, personas), viewers(route, personas)
     before = snapshot(victim)
 
+    # Also under the outsider's own organization/project: a view that checks the parent but not
+    # that the object belongs to it would answer there.
+    own_parents = {Organization: personas.other_org, Project: personas.other_project}
+    under_own = victim.fill(route, parents=own_parents) if len(route.kwargs) > 1 else None
     for who, client in outsider_clients.items():
         for method in METHODS:
-            got = send(client, route, method, url)
             nothing = send(client, route, method, missing_url)
-            if got.status_code not in (404, 405) or got.status_code != nothing.status_code:
-                problems.append(f"{who} {method} {url}: {got.status_code} (for a missing object: {nothing.status_code})")
+            for target in filter(None, [url, under_own]):
+                got = send(client, route, method, target)
+                if got.status_code not in (404, 405) or got.status_code != nothing.status_code:
+                    problems.append(
+                        f"{who} {method} {target}: {got.status_code} (for a missing object: {nothing.status_code})"
+                    )
     if snapshot(victim) != before:
         problems.append(f"the outsider changed Acme's data through {route.route}")
 
