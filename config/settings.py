@@ -208,6 +208,10 @@ ACCOUNT_RATE_LIMITS = {
     "change_password": "5/m/user",
     "manage_email": "10/m/user",
 }
+# Behind N reverse proxies, the client's address is the N-th from the right in X-Forwarded-For;
+# without this every sign-in would come from the proxy's address and share its limits (so one
+# guesser could lock out everyone). 0 (the default) ignores the header, which clients can forge.
+ALLAUTH_TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 SESSION_COOKIE_AGE = int(timedelta(days=7).total_seconds())
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -101,6 +101,31 @@ def test_guesses_spread_over_many_addresses_meet_a_ceiling_and_the_emailed_code_
     assert code.status_code == 302 and code["Location"] == "/accounts/login/code/confirm/"
 
 
+def test_behind_a_trusted_proxy_each_client_address_counts_on_its_own(user, settings):
+    settings.ALLAUTH_TRUSTED_PROXY_COUNT = 1
+    proxy = "10.0.0.2"
+    for _attempt in range(5):
+        Client().post("/accounts/login/", {"login": user.email, "password": WRONG},
+                      REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR=ATTACKER)
+
+    owner = Client().post("/accounts/login/", {"login": user.email, "password": PASSWORD},
+                          REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR=OWNER)
+    attacker = Client().post("/accounts/login/", {"login": user.email, "password": PASSWORD},
+                             REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR=ATTACKER)
+
+    assert (owner.status_code, attacker.status_code) == (302, 429)
+
+
+def test_without_trusted_proxies_a_forged_forwarded_for_changes_nothing(user):
+    for n in range(5):  # a guesser rotating a forged header is still one address
+        sign_in(user.email, WRONG, ATTACKER, Client(HTTP_X_FORWARDED_FOR=f"198.18.0.{n}"))
+
+    refused = Client().post("/accounts/login/", {"login": user.email, "password": PASSWORD},
+                            REMOTE_ADDR=ATTACKER, HTTP_X_FORWARDED_FOR="198.18.0.99")
+
+    assert refused.status_code == 429
+
+
 def test_a_password_reset_lifts_the_accounts_ceiling(user):
     for n in range(10):
         fail_five_times(user.email, f"10.9.{n}.1")
