@@ -524,3 +524,27 @@ def test_a_pattern_the_walk_cannot_fill_fails_with_what_to_add():
         classify(new_list)
     with pytest.raises(pytest.fail.Exception, match="Add the argument's model to KWARG_KINDS"):
         kind_of(new_detail, "route_uuid")
+
+
+# What a token with only the `gateway` scope reads: a budget's status (a gateway checks `blocked`
+# before forwarding), who it is, and what everyone signed in may read.
+GATEWAY_READABLE = {"budget-budget-status", "api-me"}
+
+
+API_READS = [r for r in ROUTES if r.is_api and r.name not in PUBLIC and "GET" in (r.served_methods() or {"GET"})]
+
+
+@pytest.mark.parametrize("route", API_READS, ids=str)
+def test_a_gateway_only_token_reads_a_budgets_status_and_nothing_else(victim, route):
+    client = api_token_client(victim.personas.project, ["gateway"])
+    url = victim.fill(route)
+    if route.name in COLLECTIONS and COLLECTIONS[route.name].query:
+        url += "?" + COLLECTIONS[route.name].query.format(**victim.ids())
+
+    response = client.get(url)
+
+    if route.name in GATEWAY_READABLE:
+        assert response.status_code == 200, response.content
+    else:
+        assert response.status_code == 403, (url, response.status_code)
+        assert response.json()["detail"] == "This API token lacks the 'read' scope."
