@@ -16,7 +16,16 @@ from rest_framework.views import APIView
 from costs.currency import currency_of
 
 from .invitations import send_invitation
-from .models import ApiToken, Invitation, Membership, Organization, Project, Role, User
+from .models import (
+    ApiToken,
+    Invitation,
+    Membership,
+    Organization,
+    Project,
+    Role,
+    User,
+    require_person,
+)
 from .tenancy import TenantScopedViewSetMixin, principal_of
 
 ROLE_NAMES = {role: role.name.lower() for role in Role}
@@ -234,8 +243,8 @@ class TenantViewSet(TenantScopedViewSetMixin, viewsets.GenericViewSet):
         return {**super().get_serializer_context(), "principal": self.principal}
 
     def require_person(self, action: str) -> None:
-        if isinstance(self.principal, ApiToken):
-            raise PermissionDenied(f"API tokens cannot {action}; sign in as a person to do it.")
+        """The model's rule, checked early where a create must refuse before reading the body."""
+        require_person(self.principal, action)
 
 
 class OrganizationViewSet(
@@ -268,9 +277,7 @@ class OrganizationViewSet(
         serializer.instance = organization
 
     def perform_destroy(self, instance: Organization) -> None:
-        self.require_person("delete organizations")
-        self.require_role(instance, Role.OWNER)
-        instance.delete()
+        instance.remove(by=self.principal)
 
 
 class ProjectViewSet(
@@ -286,8 +293,11 @@ class ProjectViewSet(
         return queryset.select_related("organization")
 
     def perform_create(self, serializer: ProjectSerializer) -> None:
-        self.require_role(serializer.validated_data["organization"], Role.ADMIN)
-        serializer.save()
+        data = serializer.validated_data
+        serializer.instance = Project.create_in(data["organization"], name=data["name"], by=self.principal)
+
+    def perform_destroy(self, instance: Project) -> None:
+        instance.remove(by=self.principal)  # refuses the organization's last project (400)
 
 
 class OrganizationChildViewSet(TenantViewSet):
@@ -326,11 +336,9 @@ class MemberViewSet(
         super().check_object_permissions(request, obj)
 
     def perform_update(self, serializer: MemberSerializer) -> None:
-        self.require_person("change roles")
         serializer.instance.change_role(serializer.validated_data["role"], by=self.principal)
 
     def perform_destroy(self, instance: Membership) -> None:
-        self.require_person("remove members")
         instance.remove(by=self.principal)
 
 
@@ -352,6 +360,9 @@ class InvitationViewSet(
         self.require_person("invite people")
         self.require_role(organization, Role.ADMIN)
         return super().create(request, *args, **kwargs)
+
+    def perform_destroy(self, instance: Invitation) -> None:
+        instance.withdraw(by=self.principal)
 
     def perform_create(self, serializer: InvitationSerializer) -> None:
         data = serializer.validated_data
@@ -403,5 +414,4 @@ class ApiTokenViewSet(
         serializer.instance = token
 
     def perform_destroy(self, instance: ApiToken) -> None:
-        self.require_person("revoke API tokens")
         instance.revoke(by=self.principal)

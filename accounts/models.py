@@ -36,6 +36,13 @@ class Role(models.IntegerChoices):
     OWNER = 40, "Owner"
 
 
+def require_person(principal: object, action: str) -> None:
+    """People manage organizations, members, invitations and tokens; an API token only reads
+    and writes data. Raise PermissionDenied (403) when the actor is not a signed-in person."""
+    if not isinstance(principal, User) or not principal.is_authenticated:
+        raise PermissionDenied(f"API tokens cannot {action}; sign in as a person to do it.")
+
+
 class TenantQuerySet(models.QuerySet):
     """Base queryset of every tenant-owned model.
 
@@ -133,6 +140,12 @@ class Organization(models.Model):
         )
         return membership
 
+    def remove(self, *, by: User) -> None:
+        """Delete the organization and everything it owns: its owners only, in person."""
+        require_person(by, "delete organizations")
+        self.require_role(by, Role.OWNER)
+        self.delete()
+
     @classmethod
     def create_for_owner(cls, owner: User, name: str, project_name: str = "Default") -> Organization:
         with transaction.atomic():
@@ -167,6 +180,28 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization.name} / {self.name}"
+
+    @classmethod
+    def create_in(cls, organization: Organization, *, name: str, by: User | ApiToken) -> Project:
+        """A new project; admins and owners add them (pages and API alike)."""
+        organization.require_role(by, Role.ADMIN)
+        return cls.objects.create(organization=organization, name=name)
+
+    def remove(self, *, by: User | ApiToken) -> None:
+        """Delete this project and its data. An organization keeps at least one project (its
+        pages, tokens and the home redirect all assume one), so removing the last is refused."""
+        self.organization.require_role(by, Role.ADMIN)
+        with transaction.atomic():
+            # Lock the organization's row: two removals of its last two projects at the same
+            # moment take turns here, and the second then counts one project left.
+            list(Organization.objects.select_for_update().filter(pk=self.organization_id).values_list("pk"))
+            if not Project.objects.filter(organization_id=self.organization_id).exclude(pk=self.pk).exists():
+                raise LastProjectError("An organization keeps at least one project; create another first.")
+            self.delete()
+
+
+class LastProjectError(ValidationError):
+    pass
 
 
 class MembershipQuerySet(TenantQuerySet):
@@ -205,6 +240,7 @@ class Membership(models.Model):
         )
 
     def change_role(self, new_role: Role, *, by: User) -> None:
+        require_person(by, "change roles")
         actor_role = self.organization.require_role(by, Role.ADMIN)
         if Role.OWNER in (new_role, self.role) and actor_role < Role.OWNER:
             raise PermissionDenied("Only an owner can grant or take away the owner role.")
@@ -217,6 +253,7 @@ class Membership(models.Model):
 
     def remove(self, *, by: User) -> None:
         """Remove this member; anyone may leave, admins may remove non-owners, owners anyone."""
+        require_person(by, "remove members")
         if by.pk != self.user_id:
             actor_role = self.organization.require_role(by, Role.ADMIN)
             if self.role == Role.OWNER and actor_role < Role.OWNER:
@@ -283,6 +320,7 @@ class Invitation(models.Model):
     @classmethod
     def issue(cls, organization: Organization, email: str, role: Role, *, by: User) -> tuple[Invitation, str]:
         """Create (or replace) the invitation for `email`; returns it with its raw link token."""
+        require_person(by, "invite people")
         actor_role = organization.require_role(by, Role.ADMIN)
         if role == Role.OWNER and actor_role < Role.OWNER:
             raise PermissionDenied("Only an owner can invite another owner.")
@@ -301,6 +339,11 @@ class Invitation(models.Model):
                 expires_at=timezone.now() + cls.VALID_FOR,
             )
         return invitation, raw
+
+    def withdraw(self, *, by: User | ApiToken) -> None:
+        """Delete the invitation (its link stops working); admins and owners do it."""
+        self.organization.require_role(by, Role.ADMIN)
+        self.delete()
 
     @classmethod
     def from_token(cls, raw: str) -> Invitation | None:
@@ -416,6 +459,7 @@ class ApiToken(models.Model):
         expires_at: datetime | None = None,
     ) -> tuple[ApiToken, str]:
         """Create a token for `project`; returns it with the raw value, shown to the user once."""
+        require_person(by, "create API tokens")  # a leaked token must not mint more
         project.organization.require_role(by, Role.MEMBER)
         alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
         for _attempt in range(5):
@@ -462,6 +506,7 @@ class ApiToken(models.Model):
         self.last_used_at = now
 
     def revoke(self, *, by: User) -> None:
+        require_person(by, "revoke API tokens")
         self.organization.require_role(by, Role.MEMBER)
         if self.revoked_at is None:
             self.revoked_at = timezone.now()

@@ -67,14 +67,15 @@ def principal_of(request: Request) -> User | ApiToken:
 
 
 class TokenScopePermission(permissions.BasePermission):
-    """A token needs the view's scope for the method: `read` to read, `write` to change."""
+    """A token needs the view's scope for the method (`read` to read, `write` to change), or one
+    of the scopes the action also accepts (`also_accepted_scopes`)."""
 
     def has_permission(self, request: Request, view: object) -> bool:
         token = request.auth
         if not isinstance(token, ApiToken):
             return True
         scope = view.required_scope(request)
-        if not token.has_scope(scope):
+        if not any(token.has_scope(accepted) for accepted in (scope, *view.also_accepted_scopes)):
             raise ApiPermissionDenied(f"This API token lacks the '{scope}' scope.", code="missing_scope")
         return True
 
@@ -93,13 +94,36 @@ class TenantScopedViewSetMixin:
     """Every tenant-owned viewset inherits this; it owns get_queryset and the permissions.
 
     Subclasses set `queryset` to a model whose manager is a TenantQuerySet and may narrow it in
-    `safely_get_queryset()`. There is no way to get the unscoped queryset through this mixin.
+    `safely_get_queryset()`, which receives the queryset already scoped to the caller. Overriding
+    `get_queryset` or `get_object` is refused when the class is defined (`__init_subclass__`), so
+    the scoping cannot be skipped by accident; it fails at import, not in production.
     """
+
+    # Methods through which a view could reach rows without the scoping above. DRF's own
+    # get_object() (GenericAPIView) looks up in get_queryset(), which is why it must stay DRF's.
+    GUARDED_METHODS = ("get_queryset", "get_object")
 
     write_role: Role = Role.MEMBER
     read_scope: str = ApiToken.Scope.READ
     write_scope: str = ApiToken.Scope.WRITE
+    # Scopes that also open one action, set per action: `@action(..., also_accepted_scopes=[...])`
+    # (DRF turns an action's extra arguments into view attributes).
+    also_accepted_scopes: tuple[str, ...] = ()
     lookup_field = "uuid"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # Everything ahead of this mixin in the MRO would win over it: the subclass itself and any
+        # mixin listed before this one.
+        ahead = cls.__mro__[: cls.__mro__.index(TenantScopedViewSetMixin)]
+        for klass in ahead:
+            for name in cls.GUARDED_METHODS:
+                if name in vars(klass):
+                    raise TypeError(
+                        f"{klass.__name__}.{name}() would bypass tenant scoping in {cls.__name__}: "
+                        f"a TenantScopedViewSetMixin viewset may not override {name}(). Narrow the scoped "
+                        "queryset in safely_get_queryset(self, queryset) instead."
+                    )
 
     def get_permissions(self) -> list[permissions.BasePermission]:
         return [permissions.IsAuthenticated(), TokenScopePermission(), TenantRolePermission()]

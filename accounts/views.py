@@ -35,7 +35,7 @@ from .forms import (
     RoleForm,
 )
 from .invitations import send_invitation
-from .models import ApiToken, Invitation, Membership, Organization, Role
+from .models import ApiToken, Invitation, Membership, Organization, Project, Role
 from .tenancy import current_project, organization_for, project_for
 
 
@@ -94,11 +94,12 @@ def project_settings(request: HttpRequest, project_uuid: UUID) -> HttpResponse:
         if request.POST.get("action") == "delete":
             delete_form = ProjectDeleteForm(request.POST, project=project)
             if delete_form.is_valid():
-                if project.organization.projects.count() == 1:
-                    messages.error(request, "An organization keeps at least one project; create another first.")
-                    return redirect("project_settings", project.uuid)
                 name, organization = project.name, project.organization
-                project.delete()
+                try:
+                    project.remove(by=request.user)
+                except ValidationError as error:  # the organization's last project
+                    messages.error(request, " ".join(error.messages))
+                    return redirect("project_settings", project.uuid)
                 messages.success(request, f"Project “{name}” was deleted.")
                 return redirect("organization_settings", organization.uuid)
         else:
@@ -116,9 +117,7 @@ def project_create(request: HttpRequest, organization_uuid: UUID) -> HttpRespons
     organization = organization_for(request, organization_uuid, Role.ADMIN)
     form = ProjectForm(request.POST, organization=organization)
     if form.is_valid():
-        project = form.save(commit=False)
-        project.organization = organization
-        project.save()
+        project = Project.create_in(organization, name=form.cleaned_data["name"], by=request.user)
         messages.success(request, f"Project “{project.name}” created.")
         return redirect("project_dashboard", project.uuid)
     for error in form.errors.get("name", []):
@@ -243,6 +242,9 @@ def member_update(request: HttpRequest, organization_uuid: UUID, membership_uuid
             if membership.user_id == request.user.pk:
                 return redirect("home")
         else:
+            # Refuse (403) before reading the form, as the API does: a viewer is told "not
+            # allowed", not what is wrong with the role it sent. change_role() checks it again.
+            organization.require_role(request.user, Role.ADMIN)
             form = RoleForm(request.POST)
             if not form.is_valid():
                 messages.error(request, "Choose a valid role.")
@@ -282,7 +284,7 @@ def invitation_revoke(request: HttpRequest, organization_uuid: UUID, invitation_
     invitation = get_object_or_404(
         Invitation.objects.visible_to(request.user), organization=organization, uuid=invitation_uuid
     )
-    invitation.delete()
+    invitation.withdraw(by=request.user)
     messages.success(request, f"The invitation for {invitation.email} was withdrawn.")
     return redirect("organization_settings", organization.uuid)
 

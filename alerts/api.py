@@ -172,10 +172,14 @@ class BudgetViewSet(ManagedByMembersViewSet):
         description="Spend so far this period (in the budget's currency, converted at the latest "
         "exchange rate), the run-rate forecast, the thresholds crossed, and `blocked`: true when a "
         "hard budget is spent, so a gateway refuses requests in its scope until the next period. "
-        "Decimals are strings.",
+        "Decimals are strings. A token needs the `read` or the `gateway` scope.",
         responses={200: BudgetStatusSerializer, 404: NOT_FOUND},
     )
-    @action(detail=True, methods=["get"], url_path="status", serializer_class=BudgetStatusSerializer)
+    # A gateway token checks `blocked` before forwarding; it reads nothing else with that scope.
+    @action(
+        detail=True, methods=["get"], url_path="status", serializer_class=BudgetStatusSerializer,
+        also_accepted_scopes=(ApiToken.Scope.GATEWAY,),
+    )
     def budget_status(self, request: Request, uuid: str | None = None) -> Response:
         budget = self.get_object()
         return Response(BudgetStatusSerializer(BudgetStatus.of(budget)).data)

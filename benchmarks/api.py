@@ -370,16 +370,12 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
     serializer_class = RunSerializer
     write_role = Role.MEMBER
 
-    def get_queryset(self) -> QuerySet:
-        if getattr(self, "swagger_fake_view", False):
-            return super().get_queryset()
-        if self.action == "list" and wants_public(self.request):
-            return self.safely_get_queryset(Run.objects.public())
-        if self.action == "retrieve":
-            return self.safely_get_queryset(mine_or_public(Run, super().get_queryset()))
-        return super().get_queryset()
-
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
+        # The public runs (no organization) are added explicitly, never by widening the scope.
+        if self.action == "list" and wants_public(self.request):
+            queryset = Run.objects.public()
+        elif self.action == "retrieve":
+            queryset = mine_or_public(Run, queryset)
         queryset = queryset.select_related("organization", "target")
         if self.action == "retrieve":
             results = BenchmarkResult.objects.select_related("provider", "model", "target").order_by("created_at")
@@ -435,25 +431,20 @@ class ResultViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantView
     queryset = BenchmarkResult.objects.all()
     serializer_class = ResultSerializer
 
-    def get_queryset(self) -> QuerySet:
-        if getattr(self, "swagger_fake_view", False):
-            return super().get_queryset()
+    def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
+        # The public results (no organization) are added explicitly, never by widening the scope.
         if self.action != "list":
-            return self.safely_get_queryset(mine_or_public(BenchmarkResult, super().get_queryset()))
+            return mine_or_public(BenchmarkResult, queryset).select_related("run", "provider", "model", "target")
         params = ResultFilterSerializer(data=self.request.query_params.dict())
         params.is_valid(raise_exception=True)
         filters = params.validated_data
         if filters.get("public"):
-            queryset = self.safely_get_queryset(BenchmarkResult.objects.public())
-        else:
-            queryset = super().get_queryset()
+            queryset = BenchmarkResult.objects.public()
         lookups = {
             "model": "model__uuid", "provider": "provider__uuid", "target": "target__uuid",
             "success": "success", "since": "created_at__gte", "until": "created_at__lt",
         }
-        return queryset.filter(**{lookup: filters[name] for name, lookup in lookups.items() if name in filters})
-
-    def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
+        queryset = queryset.filter(**{lookup: filters[name] for name, lookup in lookups.items() if name in filters})
         return queryset.select_related("run", "provider", "model", "target")
 
     def organization_of(self, obj: BenchmarkResult) -> Organization | None:

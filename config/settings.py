@@ -193,8 +193,12 @@ ACCOUNT_LOGIN_BY_CODE_MAX_ATTEMPTS = 3
 ACCOUNT_SESSION_REMEMBER = True
 ACCOUNT_PREVENT_ENUMERATION = True
 ACCOUNT_RATE_LIMITS = {
-    # Failed logins per IP and per account; allauth counts and resets on success.
+    # Failed password sign-ins (counted in accounts/adapter.py; a success does not count): per
+    # address over all accounts, and per (account, address), so one address's failures never
+    # lock the account for anyone else; plus a generous ceiling per account for a guess spread
+    # over many addresses (the emailed code still signs its owner in).
     "login_failed": "10/m/ip,5/5m/key",
+    "login_failed_account": "50/h/key",
     "login": "30/m/ip",
     "signup": "20/h/ip",
     "request_login_code": "20/m/ip,3/m/key",
@@ -204,6 +208,10 @@ ACCOUNT_RATE_LIMITS = {
     "change_password": "5/m/user",
     "manage_email": "10/m/user",
 }
+# Behind N reverse proxies, the client's address is the N-th from the right in X-Forwarded-For;
+# without this every sign-in would come from the proxy's address and share its limits (so one
+# guesser could lock out everyone). 0 (the default) ignores the header, which clients can forge.
+ALLAUTH_TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 SESSION_COOKIE_AGE = int(timedelta(days=7).total_seconds())
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -301,6 +301,53 @@ def test_a_token_without_the_write_scope_gets_403_on_every_write(world, token_cl
     assert snapshot(model) == before
 
 
+def test_a_gateway_token_reads_a_budgets_status(world, token_client):
+    """The gateway checks `blocked` before forwarding a request, with its gateway-only token."""
+    client, _token = token_client(["gateway"])
+
+    response = call(client, "GET", world.fill("/budgets/{budget}/status"))
+
+    assert response.status_code == 200, response.content
+    assert response.json()["blocked"] is False
+
+
+@pytest.mark.parametrize("url", [url for url in READS if url != "/budgets/{budget}/status"])
+def test_a_gateway_token_reads_nothing_else(world, token_client, url):
+    client, _token = token_client(["gateway"])
+
+    response = call(client, "GET", world.fill(url))
+
+    assert response.status_code == 403, response.content
+    assert response.json()["detail"] == "This API token lacks the 'read' scope."
+
+
+@pytest.mark.parametrize("write", list(WRITES))
+def test_a_gateway_token_writes_nothing(world, token_client, write):
+    method, url, body, _status, model = WRITES[write]
+    client, _token = token_client(["gateway"])
+    before = snapshot(model)
+
+    response = call(client, method, world.fill(url), world.fill(body))
+
+    assert response.status_code == 403
+    assert snapshot(model) == before
+
+
+@pytest.mark.parametrize("budget", ["staging_budget", "other_budget"])
+def test_a_gateway_token_gets_404_for_the_status_of_a_budget_it_cannot_see(world, token_client, budget):
+    client, _token = token_client(["gateway"])  # bound to Acme / Production
+
+    response = call(client, "GET", world.fill(f"/budgets/{{{budget}}}/status"))
+
+    assert response.status_code == 404
+
+
+def test_an_ingest_token_cannot_read_a_budgets_status(world, token_client):
+    client, _token = token_client(["ingest"])
+
+    assert call(client, "GET", world.fill("/budgets/{budget}/status")).status_code == 403
+
+
 @pytest.mark.parametrize("url", ["/budgets", "/alert-rules", "/webhooks", "/alerts", "/budgets/{budget}/status"])
 def test_an_anonymous_caller_gets_401(world, api_client, url):
     assert call(api_client, "GET", world.fill(url)).status_code == 401
