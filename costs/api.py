@@ -28,6 +28,7 @@ from rest_framework.response import Response
 from accounts.api import TenantViewSet
 from accounts.models import ApiToken, Organization, Project, Role
 from accounts.throttling import ApiTokenRateThrottle
+from lib.text import unstorable
 
 from . import ingestion, recommendations
 from .models import CostEvent
@@ -134,7 +135,11 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewS
 
     def _ingest(self, items: list, project: Project) -> ingestion.IngestResult:
         token = self.principal if isinstance(self.principal, ApiToken) else None
-        return ingestion.ingest(project, items, token=token, batch_key=self.request.headers.get("Idempotency-Key"))
+        batch_key = self.request.headers.get("Idempotency-Key")
+        problem = batch_key and unstorable(batch_key)
+        if problem:  # every event's derived key would carry it
+            raise ValidationError({"Idempotency-Key": [problem]})
+        return ingestion.ingest(project, items, token=token, batch_key=batch_key)
 
     @extend_schema(
         parameters=[PROJECT_PARAMETER],

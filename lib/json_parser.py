@@ -1,0 +1,74 @@
+"""The API's one request parser (REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"]): JSON only, bounded.
+
+- Only `application/json`: a form-encoded or multipart body is refused by DRF with a 415 and a
+  JSON message before anything reads it (no API endpoint takes forms or files).
+- At most DATA_UPLOAD_MAX_MEMORY_SIZE bytes (a JSON 413 above): DRF reads the request stream
+  itself, so Django's own limit (enforced only on `request.body` and forms) never applied to
+  JSON bodies.
+- At most MAX_DEPTH levels of nesting (a 400): Python's decoder recurses, so `[[[[…]]]]` 2,000
+  deep raised RecursionError (a 500), and a body just under that limit would make the next
+  recursive step — rendering it back, storing it in a JSONField — fail instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import IO
+
+from django.conf import settings
+from rest_framework import exceptions, parsers, status
+from rest_framework.utils import json
+
+MAX_DEPTH = 32
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "request_too_large"
+
+    def __init__(self) -> None:
+        super().__init__(too_large_message())
+
+
+def too_large_message() -> str:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return f"The request body is larger than {limit:,} bytes; send less per request (e.g. smaller batches)."
+
+
+def body_too_large(content_length: str | None) -> bool:
+    """Whether a declared Content-Length is over the limit (a malformed one is left to the parser)."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    try:
+        return limit is not None and int(content_length or 0) > limit
+    except ValueError:
+        return False
+
+
+def too_deep(data: object, limit: int = MAX_DEPTH) -> bool:
+    """Whether `data` nests containers more than `limit` deep (iterative: no recursion to exhaust)."""
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, Mapping) else value
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+class JSONParser(parsers.JSONParser):
+    def parse(self, stream: IO[bytes], media_type: str | None = None, parser_context: dict | None = None) -> object:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raw = stream.read() if limit is None else stream.read(limit + 1)
+        if limit is not None and len(raw) > limit:
+            raise RequestTooLarge
+        encoding = parsers.get_encoding(parser_context or {})
+        try:
+            data = json.loads(raw.decode(encoding), parse_constant=json.strict_constant if self.strict else None)
+        except RecursionError:
+            raise exceptions.ParseError(f"JSON parse error - nested more than {MAX_DEPTH} levels deep.") from None
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
+            raise exceptions.ParseError(f"JSON parse error - {exc}") from None
+        if isinstance(data, dict | list) and too_deep(data):
+            raise exceptions.ParseError(f"JSON parse error - nested more than {MAX_DEPTH} levels deep.")
+        return data
