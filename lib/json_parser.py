@@ -8,11 +8,21 @@
 - At most MAX_DEPTH levels of nesting (a 400): Python's decoder recurses, so `[[[[…]]]]` 2,000
   deep raised RecursionError (a 500), and a body just under that limit would make the next
   recursive step — rendering it back, storing it in a JSONField — fail instead.
+- No lone UTF-16 surrogate (`"\\ud800"`, a 400): JSON lets a client write one, Python decodes it
+  into a string that no database or response can encode (a 500 at the INSERT). Serializers
+  cannot forget to check, because they never see one. An endpoint that validates text itself,
+  item by item (costs ingestion: one bad event must not fail the batch), sets
+  `refuse_lone_surrogates = False` on a subclass and checks with `lib.text.unstorable`.
+
+Both walks over the parsed data cost more than parsing itself on a 1,000-event batch (~3 ms), so
+the ingestion endpoints, whose validation is neither recursive nor echoes values, skip them
+(`max_depth = None`); a body too deep for the decoder itself is still a 400 there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from typing import IO
 
 from django.conf import settings
@@ -20,6 +30,9 @@ from rest_framework import exceptions, parsers, status
 from rest_framework.utils import json
 
 MAX_DEPTH = 32
+# A surrogate can only come from an escape (strict UTF-8 decoding refuses encoded ones), so a
+# body without one is not walked. Pairs decode to one character; what survives is lone.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class RequestTooLarge(exceptions.APIException):
@@ -56,7 +69,33 @@ def too_deep(data: object, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
+def strings_in(data: object) -> Iterator[str]:
+    """Every string of `data`, keys included (iterative)."""
+    pending = [data]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, Mapping):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+
+
+def has_lone_surrogate(data: object) -> bool:
+    for text in strings_in(data):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+    return False
+
+
 class JSONParser(parsers.JSONParser):
+    refuse_lone_surrogates = True
+    max_depth: int | None = MAX_DEPTH
+
     def parse(self, stream: IO[bytes], media_type: str | None = None, parser_context: dict | None = None) -> object:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         raw = stream.read() if limit is None else stream.read(limit + 1)
@@ -64,11 +103,14 @@ class JSONParser(parsers.JSONParser):
             raise RequestTooLarge
         encoding = parsers.get_encoding(parser_context or {})
         try:
-            data = json.loads(raw.decode(encoding), parse_constant=json.strict_constant if self.strict else None)
+            text = raw.decode(encoding)
+            data = json.loads(text, parse_constant=json.strict_constant if self.strict else None)
         except RecursionError:
-            raise exceptions.ParseError(f"JSON parse error - nested more than {MAX_DEPTH} levels deep.") from None
+            raise exceptions.ParseError("JSON parse error - nested too deep.") from None
         except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
             raise exceptions.ParseError(f"JSON parse error - {exc}") from None
-        if isinstance(data, dict | list) and too_deep(data):
-            raise exceptions.ParseError(f"JSON parse error - nested more than {MAX_DEPTH} levels deep.")
+        if self.max_depth is not None and isinstance(data, dict | list) and too_deep(data, self.max_depth):
+            raise exceptions.ParseError(f"JSON parse error - nested more than {self.max_depth} levels deep.")
+        if self.refuse_lone_surrogates and SURROGATE_ESCAPE.search(text) and has_lone_surrogate(data):
+            raise exceptions.ParseError("JSON parse error - a string holds a lone UTF-16 surrogate (e.g. \\ud800); text must be valid Unicode.")
         return data

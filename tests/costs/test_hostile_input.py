@@ -5,10 +5,15 @@ the good items are stored, exactly once, also when the client retries."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.db.models import Sum
 from django.test import Client
+from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from costs.ingestion import MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS
 from costs.models import CostEvent, CostRollup
@@ -179,11 +184,23 @@ def test_json_nested_deeper_than_the_parser_allows_is_a_400(ingest_client, perso
 
 
 @pytest.mark.parametrize("depth", [33, 500])
-def test_nesting_under_the_decoders_limit_but_over_ours_is_a_400(ingest_client, personas, depth):
+def test_nesting_under_the_decoders_limit_is_an_item_error(ingest_client, personas, depth):
     nested = "[" * depth + "]" * depth
     response = post_raw(ingest_client, URL, raw_event(tags=f'{{"k": {nested}}}'))
     assert response.status_code == 400
-    assert "nested" in response.json()["detail"]
+    assert "tags" in response.json()
+    batch = post_raw(ingest_client, BATCH_URL, '{"events": [%s, %s]}' % (json.dumps(event()), nested))  # noqa: UP031
+    assert batch.status_code == 202
+    assert (batch.json()["accepted"], batch.json()["rejected"]) == (1, 1)
+
+
+@pytest.mark.parametrize("depth", [33, 500])
+def test_nesting_deeper_than_32_elsewhere_in_the_api_is_a_400(api_as, depth):
+    nested = "[" * depth + "]" * depth
+    body = '{"name": "x", "time_zone": %s}' % nested  # noqa: UP031
+    response = api_as("owner").generic("POST", "/api/v1/organizations", body.encode(), content_type="application/json")
+    assert response.status_code == 400
+    assert "nested more than 32" in response.json()["detail"]
 
 
 def test_nested_tags_within_the_limit_are_an_item_error(ingest_client, personas):
@@ -412,3 +429,246 @@ def test_the_summary_csv_is_streamed_for_a_signed_in_browser(personas):
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
     assert b"".join(response.streaming_content).strip()
+
+
+# ----------------------------------------------------------------------------- a sweep of every GET
+
+NASTY_QUERY_VALUES = [
+    "\x00", "-1", "99999999999999999999999999", "1e400", "[]", "x" * 5000, "9999-12-31", "0001-01-01",
+    "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "\u202e\ufffd",
+]
+# Parameters some view might read without declaring them.
+UNDECLARED_PARAMS = ["project", "page", "format", "range", "tag"]
+# Ranges only fail as a pair (from=0001-01-01 alone is "give both").
+RANGE_PAIRS = [("from", "to"), ("since", "until"), ("start", "end")]
+
+
+def api_get_operations() -> list[tuple[str, list[str]]]:
+    """Every GET of the OpenAPI schema: (path template, its query parameters)."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return [
+        (path, [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"])
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if method == "get"
+    ]
+
+
+def nasty_queries(params: list[str]) -> list[dict]:
+    """Each parameter alone with each nasty value, and each range pair with it at both ends."""
+    queries = [{param: value} for param in params for value in NASTY_QUERY_VALUES]
+    for first, last in RANGE_PAIRS:
+        if first in params:
+            queries += [{first: value, last: value} for value in NASTY_QUERY_VALUES]
+            queries += [{first: "0001-01-01", last: "0001-01-05"}, {first: "1900-01-01", last: "9999-12-31"}]
+    return queries
+
+
+def test_no_query_parameter_of_any_api_get_gives_a_5xx(api_as, personas):
+    client = api_as("owner")
+    real = {"organization_uuid": personas.org.uuid, "project_uuid": personas.project.uuid, "uuid": personas.project.uuid}
+    failures = []
+    operations = api_get_operations()
+    assert len(operations) > 20
+    for template, declared in operations:
+        url = template
+        for name, value in real.items():
+            url = url.replace(f"{{{name}}}", str(value))
+        for query in nasty_queries(sorted(set(declared) | set(UNDECLARED_PARAMS))):
+            query.setdefault("project", personas.project.uuid)
+            response = client.get(url, query)
+            if response.status_code >= 500 or not response["Content-Type"].startswith(("application/json", "text/csv")):
+                failures.append((url, query, response.status_code))
+    assert failures == []
+
+
+@pytest.mark.parametrize("value", ["\x00", "not-a-uuid", "0" * 5000, "%ff", "1e400", "..", "00000000-0000-0000-0000-000000000000"])
+def test_no_path_parameter_of_any_api_get_gives_a_5xx(api_as, personas, value):
+    client = api_as("owner")
+    failures = []
+    for template, _declared in api_get_operations():
+        if "{" not in template:
+            continue
+        url = template.replace("{organization_uuid}", str(personas.org.uuid)).replace("{project_uuid}", str(personas.project.uuid))
+        url = url.replace("{uuid}", value)
+        response = client.get(url)
+        if response.status_code >= 500 or response["Content-Type"] != "application/json":
+            failures.append((url, response.status_code))
+    assert failures == []
+
+
+def filtered_pages(personas) -> dict[str, list[str]]:
+    """The pages that read query parameters, with the parameters each reads."""
+    from django.urls import reverse
+
+    project, org = personas.project.uuid, personas.org.uuid
+    activity = ["range", "start", "end", "provider", "model", "token", "tag", "status", "unpriced", "page"]
+    return {
+        reverse("project_dashboard", args=[project]): ["range"],
+        reverse("cost_activity", args=[project]): activity,
+        reverse("cost_activity_export", args=[project]): activity,
+        reverse("alert_history", args=[org]): ["kind", "severity", "budget", "rule", "start", "end", "page"],
+        reverse("budget_create", args=[org]): ["scope"],
+        reverse("organization_benchmarks", args=[org]): ["range", "kind"],
+        reverse("leaderboard"): ["range", "kind"],
+    }
+
+
+def test_no_query_parameter_of_a_filtered_page_gives_a_5xx(personas):
+    client = client_as(personas.owner)
+    failures = []
+    for url, params in filtered_pages(personas).items():
+        for query in nasty_queries(params):
+            status = client.get(url, query).status_code
+            if status >= 500:
+                failures.append((url, query, status))
+    assert failures == []
+
+
+# ----------------------------------------------------------------------------- random JSON
+
+
+NASTY_CHARACTERS = st.sampled_from(["\x00", "\ud800", "\udfff", "\u202e", "\U0001f600", "\\", '"', " "])
+nasty_text = st.text(alphabet=st.one_of(st.characters(), NASTY_CHARACTERS), max_size=140)
+nasty_number = st.one_of(
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0, -1, 10**9, 10**9 + 1, 1.5, 12.0, 1e308]),
+)
+nasty_scalar = st.one_of(st.none(), st.booleans(), nasty_number, nasty_text)
+nasty_json = st.recursive(
+    nasty_scalar, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(nasty_text, inner, max_size=3), max_leaves=8,
+)
+recent_timestamp = st.integers(min_value=-400 * 86400, max_value=0).map(
+    lambda seconds: (timezone.now() + timedelta(seconds=seconds)).isoformat()
+)
+storable_text = st.text(alphabet=st.characters(exclude_characters="\x00"), min_size=1, max_size=40).filter(str.strip)
+valid_event = st.fixed_dictionaries(
+    {"provider": st.sampled_from(["acme-ai", "openai", "Anthropic"]), "model": storable_text},
+    optional={
+        "input_tokens": st.integers(0, 10**6), "output_tokens": st.integers(0, 10**6), "latency_ms": st.floats(0, 10**5),
+        "status_code": st.integers(100, 599), "timestamp": recent_timestamp, "idempotency_key": storable_text,
+        "tags": st.dictionaries(st.text(min_size=1, max_size=64).filter(lambda k: "\x00" not in k), storable_text, max_size=4),
+        "source": st.sampled_from(["api", "sdk", "import"]), "cost_usd": st.decimals(0, 1000, places=6).map(str),
+    },
+)
+EVENT_FIELDS = ["provider", "model", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "cost_usd",
+                "latency_ms", "status_code", "success", "timestamp", "tags", "idempotency_key", "source", "unknown"]
+one_bad_value = st.builds(
+    lambda item, name, value: item | {name: value}, valid_event, st.sampled_from(EVENT_FIELDS), nasty_json,
+)
+# Valid events, valid ones with one hostile value, and anything at all.
+random_event = st.one_of(valid_event, one_bad_value, nasty_json)
+
+
+def encode(value: object) -> str:
+    """JSON as a hostile client may write it: NaN and Infinity literals, lone surrogates escaped."""
+    return json.dumps(value, ensure_ascii=True, allow_nan=True)
+
+
+def assert_parse_error_only_for_non_json(body: dict, sent: str) -> None:
+    """A whole-request error only for what is not JSON at all: NaN and Infinity literals."""
+    if "detail" in body:
+        assert body["detail"].startswith("JSON parse error"), body
+        assert "NaN" in sent or "Infinity" in sent
+
+
+def assert_every_stored_event_is_readable(client, personas) -> None:
+    for event_uuid in CostEvent.objects.dangerously_unscoped().filter(project=personas.project).values_list("uuid", flat=True):
+        response = client.get(f"{URL}/{event_uuid}")
+        assert response.status_code == 200, response.content
+        assert response.json()["id"] == str(event_uuid)
+
+
+@hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(item=random_event)
+def test_random_json_to_the_single_event_endpoint_is_never_a_5xx(ingest_client, personas, item):
+    before = stored(personas)
+    sent = encode(item)
+    response = post_raw(ingest_client, URL, sent)
+    assert response.status_code in (202, 400), response.content[:500]
+    body = response.json()
+    if response.status_code == 202:
+        assert stored(personas) == before + (0 if body["duplicate"] else 1)
+        read = ingest_client.get(f"{URL}/{body['id']}")
+        assert read.status_code == 200, read.content
+        if not body["duplicate"]:  # (a duplicate answers with the event stored first)
+            assert read.json()["model"] == item["model"].strip()
+            assert set(read.json()["tags"]) == set(item.get("tags") or {})
+    else:
+        assert_parse_error_only_for_non_json(body, sent)
+        assert stored(personas) == before
+
+
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=st.lists(random_event, min_size=1, max_size=6))
+def test_random_json_to_the_batch_endpoint_is_never_a_5xx_and_nothing_accepted_is_lost(ingest_client, personas, items):
+    before = stored(personas)
+    sent = encode({"events": items})
+    response = post_raw(ingest_client, BATCH_URL, sent)
+    assert response.status_code in (202, 400), response.content[:500]
+    body = response.json()
+    if "detail" in body:
+        assert_parse_error_only_for_non_json(body, sent)
+        assert stored(personas) == before
+        return
+    assert body["accepted"] + body["duplicates"] + body["rejected"] == len(items)
+    assert stored(personas) == before + body["accepted"]
+    assert rolled_up_requests(personas) == stored(personas)
+    assert_every_stored_event_is_readable(ingest_client, personas)
+
+
+# ----------------------------------------------------------------------------- every other write
+
+NASTY_BODY_VALUES = [
+    "x\u0000y", "\ud800", "m\udfff", 10**30, -(10**30), 1e308, -1, [], {}, ["\u0000"], ["\ud800"], {"\ud800": 1},
+    "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "x" * 10_000, True, None,
+]
+
+
+def api_write_operations() -> list[tuple[str, str, list[str]]]:
+    """Every POST/PUT/PATCH of the schema with a JSON body: (method, path, body properties)."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    components = schema["components"]["schemas"]
+    found = []
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            content = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+            name = content.get("schema", {}).get("$ref", "").rsplit("/", 1)[-1]
+            if method in ("post", "put", "patch") and name in components:
+                found.append((method, path, list(components[name].get("properties", {}))))
+    return found
+
+
+def test_no_hostile_value_in_any_api_write_gives_a_5xx(api_as, personas):
+    client = api_as("owner")
+    real = {"organization_uuid": personas.org.uuid, "project_uuid": personas.project.uuid, "uuid": personas.project.uuid}
+    base = {"organization": str(personas.org.uuid), "project": str(personas.project.uuid), "name": "n"}
+    failures, operations = [], api_write_operations()
+    assert len(operations) > 15
+    for method, template, properties in operations:
+        url = template
+        for name, value in real.items():
+            url = url.replace(f"{{{name}}}", str(value))
+        for prop in properties:
+            for value in NASTY_BODY_VALUES:
+                body = json.dumps({**base, prop: value}, ensure_ascii=True)  # a lone surrogate stays an escape
+                response = client.generic(method.upper(), url, body.encode(), content_type="application/json")
+                if response.status_code >= 500 or response["Content-Type"] != "application/json":
+                    failures.append((method, url, prop, repr(value)[:30], response.status_code))
+    assert failures == []
+
+
+@pytest.mark.parametrize("url,body", [
+    ("/api/v1/projects", '{"name": "p\\ud800", "organization": "%s"}'),
+    ("/api/v1/organizations", '{"name": "\\udfff"}'),
+    ("/api/v1/budgets", '{"organization": "%s", "name": "b", "amount": "1", "extra_emails": ["a\\ud800@example.com"]}'),
+])
+def test_a_lone_surrogate_anywhere_else_in_the_api_is_a_400(api_as, personas, url, body):
+    response = api_as("owner").generic("POST", url, body.replace("%s", str(personas.org.uuid)).encode(), content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert "surrogate" in response.json()["detail"]
