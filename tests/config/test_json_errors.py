@@ -4,7 +4,15 @@ their HTML error pages."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
 import pytest
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse
 from django.test import Client
@@ -14,8 +22,11 @@ from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
 from accounts.api_errors import exception_handler
+from accounts.models import ApiToken
 from accounts.throttling import ApiTokenRateThrottle
 from lib.json_errors import is_api_path
+from tests.conftest import PROJECT_ROOT, database_url_of_test_database
+from tests.costs.test_durability import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -162,3 +173,41 @@ def test_the_api_docs_page_is_still_html():
     response = APIClient().get("/api/docs/")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_live_server_answers_json_413_404_and_415(personas):
+    """Through gunicorn, as a client sees it: the 413 is sent before the body is read, and the
+    client gets it (not a reset connection) even while still sending."""
+    _, raw = ApiToken.issue(project=personas.project, name="exporter", scopes=["ingest"], by=personas.owner)
+    port = free_port()
+    env = {**os.environ, "PULSE_ENV": "test", "DATABASE_URL": database_url_of_test_database(),
+           "REDIS_URL": settings.REDIS_URL, "DATA_UPLOAD_MAX_MEMORY_SIZE": "100000"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+        cwd=PROJECT_ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {raw}"}
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        too_big = httpx.post(f"{base}/api/v1/events/batch", content=b'{"events": [' + b" " * 5_000_000 + b"]}",
+                             headers={**auth, "Content-Type": "application/json"}, timeout=30)
+        unknown = httpx.get(f"{base}/api/v1/no-such-thing", headers=auth, timeout=10)
+        form = httpx.post(f"{base}/api/v1/events", content=b"model=m", timeout=10,
+                          headers={**auth, "Content-Type": "application/x-www-form-urlencoded"})
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
+    for response, status in ((too_big, 413), (unknown, 404), (form, 415)):
+        assert response.status_code == status, response.text[:300]
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["detail"]
+    assert "100,000 bytes" in too_big.json()["detail"]
