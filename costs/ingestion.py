@@ -238,6 +238,11 @@ def validate(index: int, item: object, now: datetime) -> tuple[_Event | None, li
     for unknown in sorted(set(item) - FIELDS):
         errors.append((printable(unknown), "Unknown field."))
     provider = _text(item, "provider", errors, limit=64, required=True)
+    if provider is not None:
+        # Lower-casing can lengthen text ("İ" becomes two characters): check what is stored.
+        provider = normalize_provider(provider)
+        if len(provider) > 64:
+            errors.append(("provider", "At most 64 characters."))
     model = _text(item, "model", errors, limit=128, required=True)
     counts = {name: _count(item, name, errors) for name in TOKEN_FIELDS}
     if counts["cached_tokens"] > counts["input_tokens"]:
@@ -288,7 +293,7 @@ def validate(index: int, item: object, now: datetime) -> tuple[_Event | None, li
     if errors:
         return None, [ItemError(index, name, message) for name, message in errors]
     return _Event(
-        index=index, provider=normalize_provider(provider), model=model, **counts, client_cost=client_cost,
+        index=index, provider=provider, model=model, **counts, client_cost=client_cost,
         latency_ms=latency, status_code=status, success=success, occurred_at=occurred_at, tags=tags,
         idempotency_key=key, source=source,
     ), []

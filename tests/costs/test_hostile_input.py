@@ -95,6 +95,13 @@ def test_a_valid_surrogate_pair_is_an_ordinary_character(ingest_client, personas
     assert CostEvent.objects.dangerously_unscoped().get().model == "smile-\U0001f600"
 
 
+def test_a_provider_name_that_lower_casing_lengthens_past_the_column_is_a_400(ingest_client, personas):
+    response = ingest_client.post(URL, event(provider="\u0130" * 64), format="json")  # "İ".lower() is 2 characters
+    assert response.status_code == 400, response.content
+    assert "provider" in response.json()
+    assert stored(personas) == 0
+
+
 @pytest.mark.parametrize("raw", ["1e400", "-1e400", "1e300", "-1", "2.5", "true", "false", '"12"', "[]", "{}",
                                  "100000000000000000000000000000000", "-0.5"])
 def test_bad_token_counts_are_a_400(ingest_client, personas, raw):
