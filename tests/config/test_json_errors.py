@@ -211,3 +211,10 @@ def test_a_live_server_answers_json_413_404_and_415(personas):
         assert response.headers["content-type"] == "application/json"
         assert response.json()["detail"]
     assert "100,000 bytes" in too_big.json()["detail"]
+
+
+@pytest.mark.parametrize("header", ["Bearer pk_live_\x00aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "Bearer pk_live_\xe9" + "a" * 40,
+                                    "Bearer " + "pk_live_" + "a" * 10_000, "Bearer \x00", "\x00"])
+def test_a_malformed_authorization_header_is_a_json_401(api_client, header):
+    response = api_client.get("/api/v1/projects", HTTP_AUTHORIZATION=header)
+    assert_json_error(response, 401)
