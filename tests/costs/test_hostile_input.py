@@ -112,6 +112,14 @@ def test_bad_token_counts_are_a_400(ingest_client, personas, raw):
     assert stored(personas) == 0
 
 
+@pytest.mark.parametrize("url", [URL, BATCH_URL])
+def test_an_integer_too_long_for_python_to_parse_is_a_400(ingest_client, personas, url):
+    body = raw_event(input_tokens="1" * 5000)
+    response = post_raw(ingest_client, url, body if url == URL else '{"events": [' + body + "]}")
+    assert response.status_code == 400  # the JSON parser refuses the whole body (over 4,300 digits)
+    assert response.json()["detail"].startswith("JSON parse error")
+
+
 def test_a_whole_float_token_count_is_accepted(ingest_client, personas):
     assert ingest_client.post(URL, event(input_tokens=12.0), format="json").status_code == 202
     assert CostEvent.objects.dangerously_unscoped().get().input_tokens == 12
