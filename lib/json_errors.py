@@ -4,8 +4,8 @@ DRF views already answer their errors in JSON (through `accounts.api_errors`). W
 client from outside them does not: Django's 404 for an unknown URL, the 500 page of an uncaught
 exception, a bare 405 from a plain Django view, a 413 for a body over the size limit. This
 middleware rewrites any non-JSON error response on those path prefixes as
-`{"detail": "…"}` with the same status (and its Allow / Retry-After headers); the rest of the
-site keeps its HTML error pages. It also refuses a body whose declared size is over
+`{"detail": "…"}` with the same status and headers (Allow, Retry-After, the security headers
+set below) and cookies; the rest of the site keeps its HTML error pages. It also refuses a body whose declared size is over
 DATA_UPLOAD_MAX_MEMORY_SIZE before anything reads it.
 
 It sits right after SecurityMiddleware (its responses still get the security headers) and
@@ -22,7 +22,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from .json_parser import body_too_large, too_large_message
 
 API_PREFIXES = ("/api/", "/v1/")
-KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+# Headers that describe the body being replaced; every other header is kept.
+BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding", "content-disposition"})
 # DRF's wording where DRF has one, so an error reads the same from a view or from here.
 DETAILS = {
     400: "Bad request.",
@@ -67,7 +68,8 @@ class JSONErrorsMiddleware:
         if response.status_code < 400 or is_json(response):
             return response
         replacement = json_error(response.status_code, detail_for(response.status_code))
-        for header in KEPT_HEADERS:
-            if header in response:
-                replacement[header] = response[header]
+        for header, value in response.items():
+            if header.lower() not in BODY_HEADERS:
+                replacement[header] = value
+        replacement.cookies = response.cookies
         return replacement

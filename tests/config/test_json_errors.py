@@ -98,6 +98,9 @@ def test_a_plain_django_405_under_the_api_is_json_and_keeps_its_allow_header():
     response = Client().get("/api/v1/test-post-only")
     assert_json_error(response, 405)
     assert response["Allow"] == "POST"
+    # The headers set by the middleware below (clickjacking, CSP) are kept too.
+    assert response["X-Frame-Options"] == "DENY"
+    assert any(header.startswith("Content-Security-Policy") for header in response.headers)
 
 
 @pytest.mark.parametrize("method,url", [("delete", "/api/v1/me"), ("put", "/api/v1/costs/summary"), ("post", "/api/schema/"),
