@@ -3,10 +3,10 @@
 DRF views already answer their errors in JSON (through `accounts.api_errors`). What reaches a
 client from outside them does not: Django's 404 for an unknown URL, the 500 page of an uncaught
 exception, a bare 405 from a plain Django view, a 413 for a body over the size limit. This
-middleware rewrites any non-JSON error response on those path prefixes as
-`{"detail": "…"}` with the same status and headers (Allow, Retry-After, the security headers
-set below) and cookies; the rest of the site keeps its HTML error pages. It also refuses a body whose declared size is over
-DATA_UPLOAD_MAX_MEMORY_SIZE before anything reads it.
+middleware rewrites any non-JSON error response on those path prefixes as `{"detail": "…"}`
+with the same status, headers (Allow, Retry-After, the security headers set below) and cookies;
+the rest of the site keeps its HTML error pages. It also refuses a body whose declared size is
+over DATA_UPLOAD_MAX_MEMORY_SIZE before anything reads it.
 
 It sits right after SecurityMiddleware (its responses still get the security headers) and
 before everything else (it sees the 500 that Django made of an exception anywhere below).
