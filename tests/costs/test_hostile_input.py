@@ -553,9 +553,13 @@ nasty_number = st.one_of(
     st.sampled_from([0, -1, 10**9, 10**9 + 1, 1.5, 12.0, 1e308]),
 )
 nasty_scalar = st.one_of(st.none(), st.booleans(), nasty_number, nasty_text)
-nasty_json = st.recursive(
-    nasty_scalar, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(nasty_text, inner, max_size=3), max_leaves=8,
-)
+
+
+def containers_of(inner: st.SearchStrategy) -> st.SearchStrategy:
+    return st.lists(inner, max_size=3) | st.dictionaries(nasty_text, inner, max_size=3)
+
+
+nasty_json = st.recursive(nasty_scalar, containers_of, max_leaves=8)
 recent_timestamp = st.integers(min_value=-400 * 86400, max_value=0).map(
     lambda seconds: (timezone.now() + timedelta(seconds=seconds)).isoformat()
 )
