@@ -38,7 +38,9 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         raw = raw.strip()
         if not raw:
             raise exceptions.AuthenticationFailed("The Authorization header has no token after 'Bearer'.")
-        token = ApiToken.authenticate(raw)
+        # Tokens are printable ASCII; anything else (a NUL would fail the prefix lookup in
+        # PostgreSQL with a 500) cannot be one.
+        token = ApiToken.authenticate(raw) if raw.isascii() and raw.isprintable() else None
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid API token.", code="invalid_token")
         if token.revoked_at is not None:

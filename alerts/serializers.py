@@ -25,6 +25,7 @@ from accounts.api import OwnedByVisibleOrganization
 from accounts.models import ApiToken, Organization, Project, User
 from benchmarks.models import Model as CatalogModel
 from benchmarks.models import Target, validate_base_url
+from lib.dates import MomentParam
 
 from .models import (
     MAX_EXTRA_EMAILS,
@@ -448,8 +449,8 @@ class AlertFilterSerializer(serializers.Serializer):
     severity = serializers.ChoiceField(choices=Severity.choices, required=False)
     budget = serializers.UUIDField(required=False, help_text="Only this budget's alerts.")
     rule = serializers.UUIDField(required=False, help_text="Only this rule's alerts.")
-    since = serializers.DateTimeField(required=False, help_text="ISO 8601; alerts raised at or after this time.")
-    until = serializers.DateTimeField(required=False, help_text="ISO 8601; alerts raised before this time.")
+    since = MomentParam(required=False, help_text="ISO 8601; alerts raised at or after this time.")
+    until = MomentParam(required=False, help_text="ISO 8601; alerts raised before this time.")
 
     def validate(self, attrs: dict) -> dict:
         if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:

@@ -32,6 +32,7 @@ from rest_framework.response import Response
 from accounts.api import OwnedByVisibleOrganization, TenantViewSet
 from accounts.models import Organization, Role, User
 from accounts.tenancy import TenantScopedViewSetMixin
+from lib.dates import MomentParam
 
 from . import execution, statistics, tasks
 from .models import (
@@ -233,8 +234,8 @@ class ResultFilterSerializer(serializers.Serializer):
     provider = serializers.UUIDField(required=False, help_text="Only this provider's results.")
     target = serializers.UUIDField(required=False, help_text="Only this private target's results.")
     success = serializers.BooleanField(required=False, help_text="Only successes (true) or failures (false).")
-    since = serializers.DateTimeField(required=False, help_text="ISO 8601; results at or after this time.")
-    until = serializers.DateTimeField(required=False, help_text="ISO 8601; results before this time.")
+    since = MomentParam(required=False, help_text="ISO 8601; results at or after this time.")
+    until = MomentParam(required=False, help_text="ISO 8601; results before this time.")
     public = serializers.BooleanField(required=False, help_text="true: the public benchmarks' results.")
 
     def validate(self, attrs: dict) -> dict:

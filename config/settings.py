@@ -83,6 +83,8 @@ INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Right after SecurityMiddleware: JSON errors (404, 405, 413, 500…) under /api/ and /v1/.
+    "lib.json_errors.JSONErrorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -236,7 +238,18 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + ([] if PRODUCTION else ["rest_framework.renderers.BrowsableAPIRenderer"]),
     "EXCEPTION_HANDLER": "accounts.api_errors.exception_handler",
+    # JSON only (no endpoint takes forms or files: anything else is a 415), size- and depth-bounded.
+    "DEFAULT_PARSER_CLASSES": ["lib.json_parser.JSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
+# The largest request body, API included (lib/json_parser.py enforces it on JSON bodies, a JSON
+# 413 above it). It must fit the largest batch the API documents: 1,000 events with every field
+# at its limit and 20 tags of 64-character keys and 128-character values. Written as Python's
+# json.dumps writes it by default (non-ASCII as \uXXXX escapes, 6 bytes per character) with an
+# indent, that is 17.7 MB (4.9 MB in ASCII; tests/costs/test_hostile_input.py measures it);
+# 24 MiB leaves 40% headroom. Only a batch whose long strings are mostly escaped characters
+# outside the BMP (emoji: 12 bytes each) can exceed it; it gets a 413 saying to split it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=24 * 1024 * 1024)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Pulse API",
     "DESCRIPTION": "Benchmarks, costs and budgets for the LLMs your team uses. "

@@ -28,6 +28,8 @@ from rest_framework.response import Response
 from accounts.api import TenantViewSet
 from accounts.models import ApiToken, Organization, Project, Role
 from accounts.throttling import ApiTokenRateThrottle
+from lib.json_parser import JSONParser
+from lib.text import unstorable
 
 from . import ingestion, recommendations
 from .models import CostEvent
@@ -38,6 +40,16 @@ class IngestRateThrottle(ApiTokenRateThrottle):
     rate its team's dashboards and scripts read with."""
 
     scope = "ingest"
+
+
+class IngestionJSONParser(JSONParser):
+    """Lone surrogates reach ingestion, which refuses them per event (`costs.ingestion`), so
+    one bad event in a batch does not fail the others. No depth walk either (it cost more than
+    the parse): ingestion's validation never recurses into a value, nested values are refused
+    per event, and JSON too deep for the decoder is still a 400."""
+
+    refuse_lone_surrogates = False
+    max_depth = None
 
 
 class EventSerializer(serializers.ModelSerializer):
@@ -118,6 +130,7 @@ def _money(value: object) -> str | None:
 class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     queryset = CostEvent.objects.all()
     serializer_class = EventSerializer
+    parser_classes = [IngestionJSONParser]
     write_scope = ApiToken.Scope.INGEST
     write_role = Role.MEMBER
 
@@ -134,7 +147,11 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewS
 
     def _ingest(self, items: list, project: Project) -> ingestion.IngestResult:
         token = self.principal if isinstance(self.principal, ApiToken) else None
-        return ingestion.ingest(project, items, token=token, batch_key=self.request.headers.get("Idempotency-Key"))
+        batch_key = self.request.headers.get("Idempotency-Key")
+        problem = batch_key and unstorable(batch_key)
+        if problem:  # every event's derived key would carry it
+            raise ValidationError({"Idempotency-Key": [problem]})
+        return ingestion.ingest(project, items, token=token, batch_key=batch_key)
 
     @extend_schema(
         parameters=[PROJECT_PARAMETER],

@@ -11,6 +11,7 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from accounts.models import ApiToken, Project, User
+from lib.dates import DayField
 
 from .activity import rollups_of
 from .ingestion import MAX_TAG_KEY, MAX_TAG_VALUE
@@ -29,8 +30,10 @@ class DayRangeFilterForm(forms.Form):
     is reported and left out of the filter; the valid ones still apply (a typo in one box does
     not empty the page)."""
 
-    start = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    # DayField: a date far enough from year 1 and 9999 that local midnights and the day after
+    # `To` cannot overflow (`?end=9999-12-31` was a 500).
+    start = DayField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    end = DayField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
     zone: ZoneInfo
 
     def clean(self) -> dict:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import ApiToken, Project
+from lib.dates import OutOfRange, check_moment
+from lib.text import printable, unstorable
 
 from .models import CostEvent, CostRollup, rollup_tag_keys
 from .pricing import PriceBook, as_stored, cost_of, normalize_provider
@@ -138,6 +141,10 @@ def _text(item: Mapping, name: str, errors: list[str | tuple[str, str]], *, limi
     if len(value) > limit:
         errors.append((name, f"At most {limit} characters."))
         return None
+    problem = unstorable(value)
+    if problem:
+        errors.append((name, problem))
+        return None
     return value
 
 
@@ -145,7 +152,8 @@ def _count(item: Mapping, name: str, errors: list) -> int:
     value = item.get(name, 0)
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+    # A float is accepted when whole (12.0); 1e400 parses as infinity, which is not.
+    if isinstance(value, bool) or not isinstance(value, int | float) or (isinstance(value, float) and not value.is_integer()):
         errors.append((name, "Must be a whole number."))
         return 0
     if not 0 <= value <= MAX_TOKENS:
@@ -172,13 +180,16 @@ def _timestamp(item: Mapping, now: datetime, errors: list) -> datetime:
     if parsed is None:
         errors.append(("timestamp", "Must be an ISO 8601 date-time (e.g. 2026-11-23T14:05:00Z) or Unix seconds."))
         return now
-    if timezone.is_naive(parsed):
-        parsed = parsed.replace(tzinfo=UTC)  # documented: a time without an offset is UTC
+    try:
+        parsed = check_moment(parsed)  # documented: a time without an offset is UTC
+    except OutOfRange as error:
+        errors.append(("timestamp", str(error)))
+        return now
     if parsed > now + FUTURE_TOLERANCE:
         errors.append(("timestamp", "Is in the future (more than 5 minutes ahead of the server's clock)."))
     elif parsed < now - MAX_AGE:
         errors.append(("timestamp", f"Is more than {MAX_AGE.days} days old."))
-    return parsed.astimezone(UTC)
+    return parsed
 
 
 def _tags(item: Mapping, errors: list) -> dict[str, str]:
@@ -196,17 +207,25 @@ def _tags(item: Mapping, errors: list) -> dict[str, str]:
         if not key or len(key) > MAX_TAG_KEY:
             errors.append(("tags", f"Tag keys must have 1 to {MAX_TAG_KEY} characters."))
             return {}
+        problem = unstorable(key)
+        if problem:
+            errors.append(("tags", f"Tag key '{printable(key)}': {problem}"))
+            return {}
         if isinstance(raw, str):
             text = raw
         elif isinstance(raw, bool):
             text = "true" if raw else "false"
-        elif isinstance(raw, int | float):
+        elif isinstance(raw, int) or (isinstance(raw, float) and math.isfinite(raw)):
             text = str(raw)
         else:
-            errors.append(("tags", f"Tag {key!r} must be a string, number or boolean."))
+            errors.append(("tags", f"Tag {key!r} must be a string, a finite number or a boolean."))
             return {}
         if len(text) > MAX_TAG_VALUE:
             errors.append(("tags", f"Tag {key!r} is longer than {MAX_TAG_VALUE} characters."))
+            return {}
+        problem = unstorable(text)
+        if problem:
+            errors.append(("tags", f"Tag {key!r}: {problem}"))
             return {}
         tags[key] = text
     return tags
@@ -217,8 +236,13 @@ def validate(index: int, item: object, now: datetime) -> tuple[_Event | None, li
         return None, [ItemError(index, "non_field_errors", "Each event must be a JSON object.")]
     errors: list[tuple[str, str]] = []
     for unknown in sorted(set(item) - FIELDS):
-        errors.append((unknown, "Unknown field."))
+        errors.append((printable(unknown), "Unknown field."))
     provider = _text(item, "provider", errors, limit=64, required=True)
+    if provider is not None:
+        # Lower-casing can lengthen text ("İ" becomes two characters): check what is stored.
+        provider = normalize_provider(provider)
+        if len(provider) > 64:
+            errors.append(("provider", "At most 64 characters."))
     model = _text(item, "model", errors, limit=128, required=True)
     counts = {name: _count(item, name, errors) for name in TOKEN_FIELDS}
     if counts["cached_tokens"] > counts["input_tokens"]:
@@ -263,13 +287,13 @@ def validate(index: int, item: object, now: datetime) -> tuple[_Event | None, li
     tags = _tags(item, errors)
     key = _text(item, "idempotency_key", errors, limit=128, required=False)
     source = item.get("source", CostEvent.Source.API)
-    if source not in SOURCES:
+    if not isinstance(source, str) or source not in SOURCES:
         errors.append(("source", f"Must be one of {', '.join(CostEvent.Source.values)}."))
 
     if errors:
         return None, [ItemError(index, name, message) for name, message in errors]
     return _Event(
-        index=index, provider=normalize_provider(provider), model=model, **counts, client_cost=client_cost,
+        index=index, provider=provider, model=model, **counts, client_cost=client_cost,
         latency_ms=latency, status_code=status, success=success, occurred_at=occurred_at, tags=tags,
         idempotency_key=key, source=source,
     ), []

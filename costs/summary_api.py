@@ -28,6 +28,7 @@ from rest_framework.settings import api_settings
 
 from accounts.api import TenantViewSet
 from accounts.models import User
+from lib.dates import DayParam
 
 from .currency import Rates
 from .export import MONEY_PLACES, summary_csv_response
@@ -69,8 +70,8 @@ class PeriodQuerySerializer(serializers.Serializer):
         choices=list(RANGE_DAYS), required=False,
         help_text=f"From the start of the UTC day N−1 days ago to now (default {DEFAULT_RANGE}). Not with from/to.",
     )
-    from_date = serializers.DateField(required=False, help_text="First UTC day (YYYY-MM-DD), with `to`.")
-    to = serializers.DateField(required=False, help_text="Last UTC day, included (YYYY-MM-DD), with `from`.")
+    from_date = DayParam(required=False, help_text="First UTC day (YYYY-MM-DD), with `to`.")
+    to = DayParam(required=False, help_text="Last UTC day, included (YYYY-MM-DD), with `from`.")
     currency = CurrencyField(
         required=False, help_text="Money's currency; default: your display currency (USD for API tokens)."
     )
@@ -245,13 +246,14 @@ class CostSummaryViewSet(TenantViewSet):
     serializer_class = SummarySerializer
     pagination_class = None
 
-    def handle_exception(self, exc: Exception) -> Response:
-        # Errors are JSON even when CSV was asked for: a download that fails should say why.
-        renderer = getattr(self.request, "accepted_renderer", None)
-        if isinstance(renderer, CSVRenderer):
-            self.request.accepted_renderer = renderers.JSONRenderer()
-            self.request.accepted_media_type = "application/json"
-        return super().handle_exception(exc)
+    def finalize_response(self, request: Request, response: object, *args: object, **kwargs: object) -> object:
+        # Only the summary itself is streamed as CSV; every other answer to a request that asked
+        # for CSV — an error, OPTIONS, a 405 — is JSON (a download that fails should say why,
+        # and CSVRenderer cannot render data).
+        if isinstance(response, Response) and isinstance(getattr(request, "accepted_renderer", None), CSVRenderer):
+            request.accepted_renderer = renderers.JSONRenderer()
+            request.accepted_media_type = request.accepted_renderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def _params(self, serializer_class: type[serializers.Serializer]) -> dict:
         params = serializer_class(data=self.request.query_params.dict())
