@@ -24,3 +24,9 @@ urlpatterns = [
     path("", include("costs.urls")),
     path("", include("accounts.urls")),
 ]
+
+# Under /api/ and /v1/ errors are JSON without rendering a page first (lib/json_errors.py).
+handler400 = "lib.json_errors.bad_request"
+handler403 = "lib.json_errors.permission_denied"
+handler404 = "lib.json_errors.page_not_found"
+handler500 = "lib.json_errors.server_error"

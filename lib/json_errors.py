@@ -18,6 +18,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 
 from .json_parser import body_too_large, too_large_message
 
@@ -73,3 +74,31 @@ class JSONErrorsMiddleware:
                 replacement[header] = value
         replacement.cookies = response.cookies
         return replacement
+
+
+# Django's error handlers (set in config/urls.py). Under the API prefixes they answer JSON
+# themselves instead of rendering the HTML error page first: rendering a page needs templates
+# and static files, and if that fails (a missing static manifest, a broken context processor)
+# Django turns an unknown API URL into a 500.
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if is_api_path(request.path_info):
+        return json_error(HTTPStatus.BAD_REQUEST, detail_for(HTTPStatus.BAD_REQUEST))
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if is_api_path(request.path_info):
+        return json_error(HTTPStatus.FORBIDDEN, detail_for(HTTPStatus.FORBIDDEN))
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if is_api_path(request.path_info):
+        return json_error(HTTPStatus.NOT_FOUND, detail_for(HTTPStatus.NOT_FOUND))
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if is_api_path(request.path_info):
+        return json_error(HTTPStatus.INTERNAL_SERVER_ERROR, detail_for(HTTPStatus.INTERNAL_SERVER_ERROR))
+    return defaults.server_error(request)

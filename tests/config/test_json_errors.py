@@ -72,6 +72,16 @@ def test_an_unknown_url_under_the_api_is_a_json_404(url):
     assert assert_json_error(Client().get(url), 404)["detail"] == "Not found."
 
 
+def test_an_api_404_never_renders_a_page_so_a_broken_page_cannot_make_it_a_500(monkeypatch):
+    """Found on a production server without its static manifest: rendering the HTML 404 page
+    failed, so an unknown API URL was a 500. The API's 404 is JSON without rendering anything."""
+    def broken_page(request, exception):
+        raise ValueError("Missing staticfiles manifest entry")
+    monkeypatch.setattr("django.views.defaults.page_not_found", broken_page)
+    for url in ("/api/v1/nope", "/v1/chat/completions"):
+        assert assert_json_error(Client(raise_request_exception=False).get(url), 404)["detail"] == "Not found."
+
+
 def test_an_unknown_page_is_still_an_html_404():
     response = Client().get("/no-such-page/")
     assert response.status_code == 404
