@@ -110,6 +110,20 @@ def mask_url(url: str) -> str:
     return f"{parts.scheme}://{host}/…{url[-4:]}"
 
 
+def redact_url(text: str, url: str) -> str:
+    """`text` (an error message, a receiver's reply) with `url` masked: the whole URL, and its
+    path and query on their own, as a server saying "Cannot POST /services/T0/B0/x" quotes them."""
+    if not (text and url):
+        return text
+    text = text.replace(url, mask_url(url))
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return text
+    tail = url.removeprefix(f"{parts.scheme}://{parts.netloc}")
+    return text.replace(tail, f"/…{url[-4:]}") if tail.strip("/") else text
+
+
 class Webhook(models.Model):
     """An HTTPS endpoint that receives alerts as JSON, signed with HMAC-SHA256 (alerts/webhooks.py
     documents the payload and the signature), or as a Slack incoming-webhook message."""
@@ -164,10 +178,9 @@ class Webhook(models.Model):
         if not text:
             return text
         try:
-            url = self.url.reveal()
-        except ValueError:
+            return redact_url(text, self.url.reveal())
+        except ValueError:  # undecryptable: nothing to compare with
             return text
-        return text.replace(url, mask_url(url)) if url else text
 
     def clean(self) -> None:
         if not self.url:

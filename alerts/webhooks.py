@@ -35,7 +35,7 @@ from django.conf import settings
 
 from lib import egress
 
-from .models import Alert, Webhook, mask_url
+from .models import Alert, Webhook, redact_url
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 SIGNATURE_HEADER = "Pulse-Signature"
@@ -104,9 +104,7 @@ def post(webhook: Webhook, alert: Alert, delivery_uuid: str) -> PostResult:
     except ValueError as error:  # encrypted with a key since rotated away: retrying cannot help
         return PostResult(False, None, str(error), permanent=True)
     result = _post(webhook, alert, delivery_uuid, url, secret)
-    if url and url in result.error:
-        result = replace(result, error=result.error.replace(url, mask_url(url)))
-    return result
+    return replace(result, error=redact_url(result.error, url))
 
 
 def _post(webhook: Webhook, alert: Alert, delivery_uuid: str, url: str, secret: str) -> PostResult:

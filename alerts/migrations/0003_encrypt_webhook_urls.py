@@ -2,7 +2,7 @@
 store them encrypted with the one secret field, like the signing secrets (0002).
 
 Forwards: the column becomes text (ciphertext is longer than the URL); each URL stored in clear is
-encrypted, and where a delivery's stored error quotes it, the URL there is masked, so no column
+encrypted, and where a delivery's stored error quotes it (or its path), it is masked there, so no column
 keeps it in clear. Backwards: the URLs are decrypted into the plain column again, so the previous
 code (which reads the column as the URL) keeps sending; run it only to roll a deploy back.
 """
@@ -10,8 +10,6 @@ code (which reads the column as the URL) keeps sending; run it only to roll a de
 from urllib.parse import urlsplit
 
 from django.db import migrations
-from django.db.models import Value
-from django.db.models.functions import Replace
 
 import lib.encrypted
 from lib.encrypted import decrypt, encrypt_plaintext_rows, is_fernet_token
@@ -29,6 +27,17 @@ def masked(url):
     return f"{parts.scheme}://{host}/…{url[-4:]}"
 
 
+def redacted(text, url):
+    """alerts.models.redact_url as it is at this migration."""
+    text = text.replace(url, masked(url))
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return text
+    tail = url.removeprefix(f"{parts.scheme}://{parts.netloc}")
+    return text.replace(tail, f"/…{url[-4:]}") if tail.strip("/") else text
+
+
 def encrypt_plaintext_urls(apps, schema_editor):
     Webhook = apps.get_model("alerts", "Webhook")
     Delivery = apps.get_model("alerts", "Delivery")
@@ -36,9 +45,10 @@ def encrypt_plaintext_urls(apps, schema_editor):
         if is_fernet_token(stored):
             continue  # already ciphertext (a second run, or a row written by the new field)
         url = str(stored)  # read back wrapped as ciphertext, but it is the plaintext URL
-        Delivery._base_manager.filter(webhook_id=pk, last_error__contains=url).update(
-            last_error=Replace("last_error", Value(url), Value(masked(url)))
-        )
+        errors = Delivery._base_manager.filter(webhook_id=pk).exclude(last_error="").values_list("pk", "last_error")
+        for delivery_pk, error in errors.iterator():
+            if redacted(error, url) != error:
+                Delivery._base_manager.filter(pk=delivery_pk).update(last_error=redacted(error, url))
     encrypt_plaintext_rows(Webhook, "url")
 
 
