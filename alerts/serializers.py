@@ -334,7 +334,7 @@ class WebhookSerializer(ModelCleanSerializer):
         help_text="The http(s) endpoint. Write-only: it can be a credential (Slack's are), so reads show url_masked.",
     )
     url_masked = serializers.CharField(
-        source="masked_url", read_only=True, help_text="The URL with its path hidden but the last 4 characters.",
+        source="masked_url", read_only=True, help_text="The URL with its path, query and user:password hidden but the last 4 characters.",
     )
 
     class Meta:
