@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from costs.admin import ReadOnlyAdmin
 
+from .forms import WebhookAdminForm
 from .models import Alert, AlertRule, Budget, Delivery, EmailOptOut, Webhook
 from .notify import queue_deliveries
 
@@ -47,12 +48,14 @@ class AlertRuleAdmin(admin.ModelAdmin):
 
 @admin.register(Webhook)
 class WebhookAdmin(admin.ModelAdmin):
+    # The URL may itself be a credential (Slack) and the secret signs payloads: neither is shown.
+    # The URL is write-only (its help text shows the masked form); the secret is not a field.
+    form = WebhookAdminForm
+    fields = ["organization", "name", "new_url", "format", "is_enabled", "created_by"]
     list_display = ["name", "organization", "masked_url", "format", "is_enabled", "created_at"]
     list_filter = ["format", "is_enabled"]
     search_fields = ["name", "organization__name"]
     raw_id_fields = ["organization", "created_by"]
-    # The URL may itself be a credential (Slack) and the secret signs payloads: neither shown.
-    exclude = ["secret"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return Webhook.objects.dangerously_unscoped()
@@ -60,10 +63,17 @@ class WebhookAdmin(admin.ModelAdmin):
 
 class DeliveryInline(admin.TabularInline):
     model = Delivery
-    fields = ["channel", "address", "webhook", "status", "attempts", "last_status_code", "last_error", "sent_at"]
+    fields = ["channel", "address", "webhook", "status", "attempts", "last_status_code", "last_error_shown", "sent_at"]
     readonly_fields = fields
     extra = 0
     can_delete = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("webhook")
+
+    @admin.display(description="last error")
+    def last_error_shown(self, delivery: Delivery) -> str:
+        return delivery.shown_error  # a webhook's URL masked
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

@@ -21,7 +21,16 @@ from benchmarks.models import Target
 from costs.forms import DayRangeFilterForm
 from costs.models import rollup_tag_keys
 
-from .models import MAX_EXTRA_EMAILS, Alert, AlertRule, Budget, Severity, Webhook, validate_members
+from .models import (
+    MAX_EXTRA_EMAILS,
+    WEBHOOK_URL_MAX_LENGTH,
+    Alert,
+    AlertRule,
+    Budget,
+    Severity,
+    Webhook,
+    validate_members,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Fields
@@ -323,16 +332,36 @@ class AlertRuleForm(RecipientsForm):
 # ---------------------------------------------------------------------------------------------
 # Webhooks
 # ---------------------------------------------------------------------------------------------
-class WebhookForm(ModelRulesForm):
-    """The URL is write-only, like a target's API key: typed in, never shown again (the pages
-    show `masked_url`). Editing with the URL left empty keeps the stored one."""
+class WebhookURLForm(ModelRulesForm):
+    """The URL is write-only, like a target's API key: typed in, never shown again (the pages and
+    the admin show `masked_url`). Editing with the URL left empty keeps the stored one. The model
+    encrypts it as it is assigned and checks it in `Webhook.clean()` (errors land on `new_url`)."""
 
     new_url = forms.URLField(
-        label="URL", max_length=500, assume_scheme="https", required=False,
+        label="URL", max_length=WEBHOOK_URL_MAX_LENGTH, assume_scheme="https", required=False,
         widget=WriteOnlyURLInput(attrs={"autocomplete": "off", "spellcheck": "false", "placeholder": "https://hooks.slack.com/services/…"}),
     )
 
     mapped_fields = {"url": "new_url"}
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        url = self.fields["new_url"]
+        if self.instance.pk is None:
+            url.required = True
+            url.help_text = "Where alerts are POSTed. Kept like a password: never shown in full again."
+        else:
+            url.help_text = f"Now {self.instance.masked_url}. Leave empty to keep it; type a new one to replace it."
+
+    def clean_new_url(self) -> str:
+        new_url = self.cleaned_data["new_url"]
+        if new_url:
+            self.instance.url = new_url  # encrypted there and then
+        return new_url
+
+
+class WebhookForm(WebhookURLForm):
+    """A webhook of one organization, on the channels page."""
 
     class Meta:
         model = Webhook
@@ -350,18 +379,14 @@ class WebhookForm(ModelRulesForm):
     def __init__(self, *args: object, organization: Organization, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.instance.organization = organization
-        url = self.fields["new_url"]
-        if self.instance.pk is None:
-            url.required = True
-            url.help_text = "Where alerts are POSTed. Kept like a password: never shown in full again."
-        else:
-            url.help_text = f"Now {self.instance.masked_url}. Leave empty to keep it; type a new one to replace it."
 
-    def clean_new_url(self) -> str:
-        new_url = self.cleaned_data["new_url"]
-        if new_url:
-            self.instance.url = new_url
-        return new_url
+
+class WebhookAdminForm(WebhookURLForm):
+    """The operators' admin: the same write-only URL; the secret is not a field at all."""
+
+    class Meta:
+        model = Webhook
+        fields = ["organization", "name", "format", "is_enabled", "created_by"]
 
 
 # ---------------------------------------------------------------------------------------------

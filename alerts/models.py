@@ -17,7 +17,12 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
+from django.core.validators import (
+    MaxLengthValidator,
+    MaxValueValidator,
+    MinValueValidator,
+    validate_email,
+)
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -88,6 +93,37 @@ class WebhookQuerySet(TenantQuerySet):
     pass
 
 
+WEBHOOK_URL_MAX_LENGTH = 500
+_validate_webhook_url_length = MaxLengthValidator(WEBHOOK_URL_MAX_LENGTH)
+
+
+def mask_url(url: str) -> str:
+    """What is shown of a URL that is a credential: scheme and host, then the last 4 characters,
+    never the path, query or user:password. A bare host (nothing after it) is shown whole."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL at all ("http://[::1"): nothing of it but the tail
+        return f"…{url[-4:]}"
+    host = parts.netloc.rpartition("@")[2]  # user:password@ is a credential too
+    if host == parts.netloc and not (parts.path.strip("/") or parts.query or parts.fragment):
+        return url
+    return f"{parts.scheme}://{host}/…{url[-4:]}"
+
+
+def redact_url(text: str, url: str) -> str:
+    """`text` (an error message, a receiver's reply) with `url` masked: the whole URL, and its
+    path and query on their own, as a server saying "Cannot POST /services/T0/B0/x" quotes them."""
+    if not (text and url):
+        return text
+    text = text.replace(url, mask_url(url))
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return text
+    tail = url.removeprefix(f"{parts.scheme}://{parts.netloc}")
+    return text.replace(tail, f"/…{url[-4:]}") if tail.strip("/") else text
+
+
 class Webhook(models.Model):
     """An HTTPS endpoint that receives alerts as JSON, signed with HMAC-SHA256 (alerts/webhooks.py
     documents the payload and the signature), or as a Slack incoming-webhook message."""
@@ -97,11 +133,20 @@ class Webhook(models.Model):
         SLACK = "slack", "Slack-compatible"
 
     SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
+    UNDECRYPTABLE = "(stored URL cannot be decrypted; enter it again)"
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhooks")
     name = models.CharField(max_length=100)
-    url = models.URLField(max_length=500, validators=[validate_base_url])
+    # A chat webhook URL (Slack's, Discord's, a Teams workflow's) is itself a credential: whoever
+    # has it can post to the channel. So it is encrypted at rest like the signing secret, assigned
+    # in clear and read with `url.reveal()` only where a request is sent or the URL is checked;
+    # everything else shows `masked_url`. Its rules (http(s), at most WEBHOOK_URL_MAX_LENGTH, not a
+    # private address) are checked in clean() on the plaintext, since field validators would see
+    # ciphertext. Nothing filters, orders or is unique on it (ciphertext is randomized): two
+    # webhooks to one URL are legitimate (e.g. JSON and Slack formats, or two organizations sharing
+    # a receiver), so there is no uniqueness rule to keep and no digest column.
+    url = EncryptedSecretField()
     format = models.CharField(max_length=8, choices=Format.choices, default=Format.JSON)
     # Encrypted at rest (CREDENTIALS_ENCRYPTION_KEY): Pulse needs the plaintext to sign with.
     secret = EncryptedSecretField(blank=True, default="")
@@ -121,16 +166,37 @@ class Webhook(models.Model):
 
     @property
     def masked_url(self) -> str:
-        """Shown instead of the URL: chat webhook URLs (Slack's) are themselves credentials."""
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc}/…{self.url[-4:]}" if parts.path.strip("/") else self.url
+        """Shown instead of the URL, everywhere (pages, API, admin)."""
+        try:
+            url = self.url.reveal()
+        except ValueError:  # encrypted with a key since rotated away: say so rather than fail the page
+            return self.UNDECRYPTABLE
+        return mask_url(url)
+
+    def redact(self, text: str) -> str:
+        """`text` (an error message, a response body) with this webhook's URL masked."""
+        if not text:
+            return text
+        try:
+            return redact_url(text, self.url.reveal())
+        except ValueError:  # undecryptable: nothing to compare with
+            return text
 
     def clean(self) -> None:
+        if not self.url:
+            return  # the field's own "cannot be blank"
+        try:
+            url = self.url.reveal()
+        except ValueError as error:
+            raise ValidationError({"url": str(error)}) from None
+        try:
+            _validate_webhook_url_length(url)
+            validate_base_url(url)
+        except ValidationError as error:
+            raise ValidationError({"url": error.messages}) from None
         # A first check, for a clear field error; every delivery is checked again where the
         # connection is opened (lib/egress.py), which DNS rebinding cannot get around.
-        if not self.url:
-            return
-        refused = egress.refusal(self.url, allow_private=self.allows_private_egress)
+        refused = egress.refusal(url, allow_private=self.allows_private_egress)
         if refused:
             raise ValidationError({"url": refused})
 
@@ -568,3 +634,11 @@ class Delivery(models.Model):
         if self.channel == self.Channel.EMAIL:
             return self.address
         return self.webhook.name if self.webhook_id else "(deleted webhook)"
+
+    @property
+    def shown_error(self) -> str:
+        """The last error as pages and the API show it: a webhook's URL masked, even if an error
+        recorded before URLs were redacted when stored (alerts/webhooks.py) still holds it."""
+        if self.last_error and self.webhook_id and self.webhook is not None:
+            return self.webhook.redact(self.last_error)
+        return self.last_error

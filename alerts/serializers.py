@@ -29,6 +29,7 @@ from lib.dates import MomentParam
 
 from .models import (
     MAX_EXTRA_EMAILS,
+    WEBHOOK_URL_MAX_LENGTH,
     Alert,
     AlertRule,
     Budget,
@@ -327,13 +328,14 @@ class AlertRuleSerializer(RecipientsSerializer):
 # Webhooks
 # ---------------------------------------------------------------------------------------------
 class WebhookSerializer(ModelCleanSerializer):
-    # DRF drops a model URLField's validators (it adds its own), so the scheme rule goes here too.
+    # The model checks the URL in clean() (its field holds ciphertext); the same rules here give
+    # DRF's own messages for a malformed value before anything is encrypted.
     url = serializers.URLField(
-        max_length=500, write_only=True, validators=[validate_base_url],
+        max_length=WEBHOOK_URL_MAX_LENGTH, write_only=True, validators=[validate_base_url],
         help_text="The http(s) endpoint. Write-only: it can be a credential (Slack's are), so reads show url_masked.",
     )
     url_masked = serializers.CharField(
-        source="masked_url", read_only=True, help_text="The URL with its path hidden but the last 4 characters.",
+        source="masked_url", read_only=True, help_text="The URL with its path, query and user:password hidden but the last 4 characters.",
     )
 
     class Meta:
@@ -379,14 +381,6 @@ class TestAlertSerializer(serializers.Serializer):
 # ---------------------------------------------------------------------------------------------
 # Alerts and deliveries
 # ---------------------------------------------------------------------------------------------
-def redacted_error(delivery: Delivery) -> str:
-    """A webhook's URL is a credential: never echo it back, even inside an error message."""
-    error = delivery.last_error
-    if delivery.webhook_id and delivery.webhook.url and delivery.webhook.url in error:
-        error = error.replace(delivery.webhook.url, delivery.webhook.masked_url)
-    return error
-
-
 class DeliverySerializer(serializers.ModelSerializer):
     recipient = serializers.CharField(
         source="recipient_label", read_only=True, help_text="The email address, or the webhook's name.",
@@ -403,7 +397,7 @@ class DeliverySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_last_error(self, delivery: Delivery) -> str:
-        return redacted_error(delivery)
+        return delivery.shown_error  # a webhook's URL is a credential: masked
 
 
 class WebhookDeliverySerializer(DeliverySerializer):

@@ -28,14 +28,14 @@ import hashlib
 import hmac
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 from django.conf import settings
 
 from lib import egress
 
-from .models import Alert, Webhook
+from .models import Alert, Webhook, redact_url
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 SIGNATURE_HEADER = "Pulse-Signature"
@@ -97,8 +97,18 @@ class PostResult:
 
 
 def post(webhook: Webhook, alert: Alert, delivery_uuid: str) -> PostResult:
-    """POST the alert once. 2xx is success; 410 Gone is permanent; anything else is retried."""
-    secret = webhook.secret.reveal() if webhook.secret else ""
+    """POST the alert once. 2xx is success; 410 Gone is permanent; anything else is retried.
+    The error is stored and shown in the delivery log, so the URL (a credential) is masked in it."""
+    try:
+        url, secret = webhook.url.reveal(), webhook.secret.reveal()
+    except ValueError as error:  # encrypted with a key since rotated away: retrying cannot help
+        return PostResult(False, None, str(error), permanent=True)
+    result = _post(webhook, alert, delivery_uuid, url, secret)
+    return replace(result, error=redact_url(result.error, url))
+
+
+def _post(webhook: Webhook, alert: Alert, delivery_uuid: str, url: str, secret: str) -> PostResult:
+    """`post()` with the URL and secret decrypted."""
     if not secret:
         return PostResult(False, None, "The webhook has no signing secret; rotate it to get one.", permanent=True)
     body = body_of(webhook, alert)
@@ -115,9 +125,11 @@ def post(webhook: Webhook, alert: Alert, delivery_uuid: str) -> PostResult:
         with egress.guarded_client(
             allow_private=webhook.allows_private_egress, timeout=TIMEOUT, follow_redirects=False
         ) as client:
-            response = client.post(webhook.url, content=body, headers=headers)
+            response = client.post(url, content=body, headers=headers)
     except egress.EgressRefused as error:
         return PostResult(False, None, str(error), permanent=True)  # retrying cannot help
+    except httpx.InvalidURL as error:  # stored without the save-time checks (a shell, an import)
+        return PostResult(False, None, f"InvalidURL: {error}", permanent=True)
     except httpx.TimeoutException as error:
         return PostResult(False, None, f"Timed out: {type(error).__name__}")
     except httpx.HTTPError as error:

@@ -580,7 +580,7 @@ def test_managers_add_a_webhook_and_see_its_secret_once(personas, persona):
     assert response.redirect_chain == [] and response.status_code == 200
     assert not any("secret" in str(value) for value in client.session.values())
     webhook = Webhook.objects.get(name="Receiver")
-    assert webhook.url == NEW_URL and webhook.created_by == personas.user(persona)
+    assert webhook.url.reveal() == NEW_URL and webhook.created_by == personas.user(persona)
     secret = response.context["new_secret"]["secret"]
     html = response.content.decode()
     assert secret.startswith("whsec_") and webhook.secret.reveal() == secret and secret in html
@@ -610,10 +610,10 @@ def test_editing_a_webhook_keeps_or_replaces_the_url(personas, acme):
     assert 'value="Ops Slack"' in form and SLACK_URL not in form and webhook.masked_url in form
     assert client.post(url, {"name": "Renamed", "new_url": "", "format": "slack"}).status_code == 302
     webhook.refresh_from_db()
-    assert (webhook.name, webhook.url, webhook.is_enabled) == ("Renamed", SLACK_URL, False)
+    assert (webhook.name, webhook.url.reveal(), webhook.is_enabled) == ("Renamed", SLACK_URL, False)
     assert client.post(url, {"name": "Renamed", "new_url": NEW_URL, "format": "json", "is_enabled": "on"}).status_code == 302
     webhook.refresh_from_db()
-    assert (webhook.url, webhook.format, webhook.is_enabled) == (NEW_URL, "json", True)
+    assert (webhook.url.reveal(), webhook.format, webhook.is_enabled) == (NEW_URL, "json", True)
 
 
 def test_rotating_a_secret_shows_the_new_one_once(personas, acme):

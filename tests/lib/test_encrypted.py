@@ -121,6 +121,7 @@ def test_every_stored_secret_uses_the_field(personas):
     webhook = Webhook.objects.create(organization=personas.org, name="Ops", url="https://hooks.example/x",
                                      secret="whsec_plain")
     assert decrypt(stored(Webhook, webhook.pk, "secret")) == "whsec_plain"
+    assert decrypt(stored(Webhook, webhook.pk, "url")) == "https://hooks.example/x"  # a URL can be a credential
     raw = webhook.rotate_secret()
     webhook.save()
     assert decrypt(stored(Webhook, webhook.pk, "secret")) == raw != "whsec_plain"
