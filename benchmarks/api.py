@@ -30,6 +30,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import OwnedByVisibleOrganization, TenantViewSet
+from accounts.api_schema import ErrorSerializer
 from accounts.models import Organization, Role, User
 from accounts.tenancy import TenantScopedViewSetMixin
 
@@ -73,6 +74,9 @@ def mine_or_public(model: type[Run] | type[BenchmarkResult], scoped: QuerySet) -
 # Serializers
 # ---------------------------------------------------------------------------------------------
 class ProviderSerializer(serializers.ModelSerializer):
+    # Not a URI field: providers added from the price database (costs.pricing) have none yet.
+    base_url = serializers.CharField(read_only=True, help_text="The API's base URL; empty when not known.")
+
     class Meta:
         model = Provider
         fields = ["uuid", "name", "kind", "base_url", "is_aggregator", "is_active", "created_at"]
@@ -168,9 +172,10 @@ class TargetSerializer(OwnedByVisibleOrganization, serializers.ModelSerializer):
 
 class ResultSerializer(serializers.ModelSerializer):
     run = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
-    provider = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
-    model = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
-    target = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
+    # A private target's results have no catalog provider or model; a public one's no target.
+    provider = serializers.SlugRelatedField(slug_field="uuid", read_only=True, allow_null=True)
+    model = serializers.SlugRelatedField(slug_field="uuid", read_only=True, allow_null=True)
+    target = serializers.SlugRelatedField(slug_field="uuid", read_only=True, allow_null=True)
 
     class Meta:
         model = BenchmarkResult
@@ -193,8 +198,9 @@ class RunResultSerializer(ResultSerializer):
 
 
 class RunSerializer(serializers.ModelSerializer):
-    organization = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
-    target = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
+    # Public runs belong to no organization and benchmark no private target.
+    organization = serializers.SlugRelatedField(slug_field="uuid", read_only=True, allow_null=True)
+    target = serializers.SlugRelatedField(slug_field="uuid", read_only=True, allow_null=True)
 
     class Meta:
         model = Run
@@ -277,10 +283,6 @@ class StatsSerializer(serializers.Serializer):
     since = serializers.DateTimeField()
     public = serializers.BooleanField()
     models = ModelStatsSerializer(many=True)
-
-
-class ErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,21 +2,27 @@
 
 - `POST events` (one event) and `POST events/batch` (up to 1,000): needs a token with the
   `ingest` scope (or a signed-in member); 202 once the events are durably stored.
-- `GET events`, `GET events/{uuid}`: the activity log (read scope), filtered and paginated.
+- `GET events`, `GET events/{uuid}`: the activity log (read scope), paginated, with the
+  activity page's filters (`?project=`, range or since/until, provider, model, token, tag,
+  status, source, unpriced).
 
 Everything goes through `TenantScopedViewSetMixin` (via `accounts.api.TenantViewSet`).
 """
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.db.models import QuerySet
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
+    PolymorphicProxySerializer,
     extend_schema,
+    extend_schema_serializer,
+    extend_schema_view,
     inline_serializer,
 )
 from rest_framework import mixins, serializers, status
@@ -26,11 +32,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import TenantViewSet
+from accounts.api_schema import FieldErrorsSerializer
 from accounts.models import ApiToken, Organization, Project, Role
 from accounts.throttling import ApiTokenRateThrottle
 
 from . import ingestion, recommendations
-from .models import CostEvent
+from .forms import NOT_A_TOKEN, RANGES, TAG
+from .ingestion import MAX_TAG_KEY, MAX_TAG_VALUE
+from .models import CostEvent, CostEventQuerySet
+from .money import decimal_string
 
 
 class IngestRateThrottle(ApiTokenRateThrottle):
@@ -111,10 +121,85 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 
 
-def _money(value: object) -> str | None:
-    return None if value is None else str(value)
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else decimal_string(value)
 
 
+class EventFilterSerializer(serializers.Serializer):
+    """The activity log's filters (costs.forms.ActivityFilterForm), as query parameters. Unlike
+    the page, an invalid value is a 400 naming the parameter, and a model or provider never seen
+    is simply no match (the page offers only those seen)."""
+
+    project = serializers.UUIDField(
+        required=False,
+        help_text="Only this project's events (404 unless you can see it). A project-bound token "
+        "always reads its own project; without it a person sees every project they can see.",
+    )
+    range = serializers.ChoiceField(
+        choices=list(RANGES), required=False, help_text="Only the last 24h, 7d, 30d or 90d. Not with since/until.",
+    )
+    since = serializers.DateTimeField(required=False, help_text="ISO 8601; events at or after this time.")
+    until = serializers.DateTimeField(required=False, help_text="ISO 8601; events before this time.")
+    provider = serializers.CharField(required=False, max_length=64, help_text="Only this provider's events.")
+    model = serializers.CharField(required=False, max_length=128, help_text="Only this model's events.")
+    token = serializers.CharField(
+        required=False, max_length=32,
+        help_text=f"Only events sent with the API token of this prefix; `{NOT_A_TOKEN}`: only those "
+        "recorded by signed-in people.",
+    )
+    tag = serializers.CharField(
+        required=False, max_length=MAX_TAG_KEY + MAX_TAG_VALUE + 1,
+        help_text="Only events tagged key=value, e.g. feature=chat.",
+    )
+    status = serializers.ChoiceField(
+        choices=["success", "failed"], required=False, help_text="Only successful or only failed calls.",
+    )
+    source = serializers.ChoiceField(CostEvent.Source.choices, required=False, help_text="Only events from this source.")
+    unpriced = serializers.BooleanField(
+        required=False, help_text="true: only events no price was known for; false: only priced ones.",
+    )
+
+    def validate_tag(self, value: str) -> tuple[str, str]:
+        match = TAG.match(value)
+        if match is None:
+            raise serializers.ValidationError("Write a tag as key=value, e.g. feature=chat.")
+        return match["key"], match["value"]
+
+    def validate(self, attrs: dict) -> dict:
+        if "range" in attrs and ("since" in attrs or "until" in attrs):
+            raise serializers.ValidationError({"range": ["Give either range or since/until, not both."]})
+        if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
+            raise serializers.ValidationError({"until": ["Must be after since."]})
+        return attrs
+
+    def apply(self, events: CostEventQuerySet) -> CostEventQuerySet:
+        """`events` narrowed by the validated filters."""
+        filters = self.validated_data
+        if "range" in filters:
+            events = events.between(timezone.now() - RANGES[filters["range"]], None)
+        events = events.between(filters.get("since"), filters.get("until"))
+        for name in ("provider", "model", "source"):
+            if name in filters:
+                events = events.filter(**{name: filters[name]})
+        if "token" in filters:
+            events = events.filter(token_prefix="" if filters["token"] == NOT_A_TOKEN else filters["token"])
+        if "tag" in filters:
+            events = events.tagged(*filters["tag"])
+        if "status" in filters:
+            events = events.filter(success=filters["status"] == "success")
+        if "unpriced" in filters:
+            events = events.unpriced() if filters["unpriced"] else events.exclude(cost_usd__isnull=True)
+        return events
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="The activity log",
+        description="Events newest first, filtered like the activity page.",
+        parameters=[EventFilterSerializer],
+    ),
+    retrieve=extend_schema(summary="One event"),
+)
 class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     queryset = CostEvent.objects.all()
     serializer_class = EventSerializer
@@ -127,7 +212,15 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewS
         return super().get_throttles()
 
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
-        return queryset.select_related("project")
+        queryset = queryset.select_related("project")
+        if self.action != "list":
+            return queryset
+        filters = EventFilterSerializer(data=self.request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        principal = self.principal
+        if "project" in filters.validated_data or (isinstance(principal, ApiToken) and principal.project_id):
+            queryset = queryset.filter(project=self.requested_project())
+        return filters.apply(queryset)
 
     def organization_of(self, obj: CostEvent) -> Organization:
         return obj.project.organization
@@ -161,7 +254,17 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewS
     @extend_schema(
         parameters=[PROJECT_PARAMETER, IDEMPOTENCY_HEADER],
         request=BatchInput,
-        responses={202: BatchResult, 400: BatchResult},
+        responses={
+            202: BatchResult,
+            400: OpenApiResponse(
+                PolymorphicProxySerializer(
+                    component_name="BatchRefused", serializers=[BatchResult, FieldErrorsSerializer],
+                    resource_type_field_name=None,
+                ),
+                description="No event stored: every item's errors (a BatchResult), or a request that "
+                "is not a batch at all (messages per field, e.g. `events`).",
+            ),
+        },
         summary="Record up to 1,000 LLM calls; valid ones are stored even if others are not",
     )
     @action(detail=False, methods=["post"], url_path="batch")
@@ -186,6 +289,17 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewS
         return Response(body, status=code)
 
 
+class RecommendationQuerySerializer(serializers.Serializer):
+    project = serializers.UUIDField(
+        required=False, help_text="The project; only needed when the caller is not a project-bound token.",
+    )
+    # A number, not a decimal string: the schema can then state its bounds.
+    share = serializers.FloatField(
+        min_value=0.05, max_value=1, required=False,
+        help_text="Share of a model's traffic assumed to move (0.05-1; default 0.5).",
+    )
+
+
 RecommendationSerializer = inline_serializer(
     "Recommendation",
     {
@@ -199,27 +313,27 @@ RecommendationSerializer = inline_serializer(
 )
 
 
+@extend_schema_serializer(many=False)  # one object holding the list, not a paginated list
+class RecommendationsSerializer(serializers.Serializer):
+    results = RecommendationSerializer.__class__(many=True)
+
+
 class RecommendationViewSet(TenantViewSet):
     """Cheaper models, price rises, prompt caching and concentration, from the project's own
-    last 30 days of traffic; each with its numbers and assumptions."""
+    last 30 days of traffic; each with its numbers and assumptions. Never paginated: a project
+    has a handful."""
 
     queryset = CostEvent.objects.all()
+    pagination_class = None
 
     @extend_schema(
-        parameters=[
-            PROJECT_PARAMETER,
-            OpenApiParameter("share", OpenApiTypes.FLOAT, OpenApiParameter.QUERY,
-                             description="Share of a model's traffic assumed to move (0.05-1; default 0.5)."),
-        ],
-        responses={200: inline_serializer("Recommendations", {"results": RecommendationSerializer.__class__(many=True)})},
+        parameters=[RecommendationQuerySerializer],
+        responses={200: RecommendationsSerializer},
         summary="Recommendations to spend less",
     )
     def list(self, request: Request) -> Response:
+        params = RecommendationQuerySerializer(data=request.query_params.dict())
+        params.is_valid(raise_exception=True)
         project = self.requested_project()
-        try:
-            share = Decimal(request.query_params.get("share", "0.5"))
-            if not share.is_finite() or not Decimal("0.05") <= share <= 1:
-                raise InvalidOperation
-        except InvalidOperation:
-            raise ValidationError({"share": ["Must be a number between 0.05 and 1."]}) from None
+        share = Decimal(str(params.validated_data.get("share", "0.5")))
         return Response({"results": [r.as_dict() for r in recommendations.recommend(project, share=share)]})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -84,6 +85,8 @@ def seed() -> Seeded:
 
     provider = Provider.objects.create(name="OpenAI", kind=ProviderKind.OPENAI_COMPATIBLE, base_url="https://api.openai.com/v1")
     model = Model.objects.create(provider=provider, name="gpt-4o-mini", is_active=True)
+    # As costs.pricing adds providers from the price database: no base URL known.
+    Provider.objects.create(name="Groq", kind=ProviderKind.OPENAI_COMPATIBLE, base_url="", is_active=False)
     now = timezone.now()
     Price.objects.create(model=model, input_mtok=Decimal("0.15"), output_mtok=Decimal("0.6"), valid_from=now - timedelta(days=60))
     target = Target.objects.create(
@@ -126,7 +129,7 @@ def seed() -> Seeded:
     budget.webhooks.add(webhook)
     Budget.objects.create(organization=organization, name="Whole org", amount=Decimal("1000"))
     alert_rule = AlertRule.objects.create(
-        organization=organization, name="Slow", target=target, metric="ttft_p95", threshold=500, window_results=10,
+        organization=organization, name="Slow", target=target, metric=AlertRule.Metric.TTFT_P95, threshold=500, window_results=10,
     )
     alert = notify.send_test_alert(organization, by_name="fuzz", webhook=webhook)
 
@@ -155,8 +158,29 @@ def seeded_for_path(path: str, name: str) -> str | None:
     return None
 
 
+def _is_uuid(value: object) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
 def _sometimes(value: Any, seeded: str | None) -> st.SearchStrategy:
-    return st.sampled_from([value, seeded]) if seeded else st.just(value)
+    """The generated value or the seeded one. Only a well-formed uuid is swapped: a malformed
+    one is negative testing's deliberate mistake, which must reach the server as it is."""
+    return st.sampled_from([value, seeded]) if seeded and _is_uuid(value) else st.just(value)
+
+
+@schemathesis.auth(refresh_interval=None)  # a new token per test: never reuse an old one
+class SeededToken:
+    """The seeded owner's all-scope API token, as the schema's bearer scheme says."""
+
+    def get(self, case: schemathesis.Case, context: schemathesis.AuthContext) -> str:
+        return SEEDED["raw_token"]
+
+    def set(self, case: schemathesis.Case, data: str, context: schemathesis.AuthContext) -> None:
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
 
 
 @schemathesis.hook

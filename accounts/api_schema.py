@@ -1,0 +1,84 @@
+"""The OpenAPI schema documents the errors every operation can answer with, in one place.
+
+DRF answers these from any view, whatever the view's own `@extend_schema` says: 401 (no or a
+bad token), 403 (a missing scope or too weak a role), 429 (throttled), 404 (an object, a page
+or a project not among those you can see), 400 (bad parameters or body: messages per field)
+and 415 (a body in a content type the parsers do not read). `AutoSchema` adds each one an
+operation can produce, with its JSON body, unless the view documented that code itself; a code a
+view documented without a body gets the body the exception handler
+(`accounts.api_errors.exception_handler`) really sends.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular import openapi
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from rest_framework import serializers
+
+
+class ErrorSerializer(serializers.Serializer):
+    """An error about the request as a whole."""
+
+    detail = serializers.CharField(help_text="What went wrong, in words.")
+
+
+class FieldErrorsSerializer(serializers.Serializer):
+    """Its keys are the fields, so FieldErrorsSchema writes its schema out."""
+
+
+class FieldErrorsSchema(OpenApiSerializerExtension):
+    target_class = FieldErrorsSerializer
+
+    def map_serializer(self, auto_schema: openapi.AutoSchema, direction: str) -> dict:
+        return {
+            "type": "object",
+            "description": "Bad input: a list of messages per field (`non_field_errors` for the body as a "
+            "whole; objects for nested fields and list items). A body that cannot be parsed gets `detail`.",
+            "properties": {"detail": {"type": "string"}},
+            # Messages are lists of strings, or objects for nested fields and list items.
+            "additionalProperties": {
+                "anyOf": [{"type": "array"}, {"type": "object"}, {"type": "string"}],
+            },
+        }
+
+
+ALWAYS = {
+    "401": "Not authenticated: no credentials, or an invalid, expired or revoked API token.",
+    "403": "A token without the scope this needs, or too weak a role.",
+    "429": "Too many requests; retry after the number of seconds in `detail`.",
+}
+NOT_FOUND = "Not found among what you can see (an object, a `?project=`, or a page past the last)."
+BAD_INPUT = "Bad parameters or body: messages per field."
+UNSUPPORTED_MEDIA_TYPE = "The body's content type is not one the operation reads."
+
+
+class AutoSchema(openapi.AutoSchema):
+    """drf-spectacular's AutoSchema, plus the error responses every operation can give."""
+
+    def get_operation(self, path: str, path_regex: str, path_prefix: str, method: str, registry: object) -> dict | None:
+        operation = super().get_operation(path, path_regex, path_prefix, method, registry)
+        if operation is not None:
+            self._document_errors(operation)
+        return operation
+
+    def _document_errors(self, operation: dict) -> None:
+        responses = operation["responses"]
+        for code, description in self._possible_errors(operation).items():
+            responses.setdefault(code, {"description": description})
+        for code, response in responses.items():
+            if code >= "400" and "content" not in response:
+                serializer = FieldErrorsSerializer if code == "400" else ErrorSerializer
+                ref = self.resolve_serializer(serializer, "response").ref
+                response["content"] = {"application/json": {"schema": ref}}
+
+    def _possible_errors(self, operation: dict) -> dict[str, str]:
+        errors = dict(ALWAYS)
+        query = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+        # `page` past the end, an unknown `format` and a `project` you cannot see are 404s too.
+        if "{" in self.path or query & {"page", "format", "project"}:
+            errors["404"] = NOT_FOUND
+        if "requestBody" in operation or query - {"page", "format"}:
+            errors["400"] = BAD_INPUT
+        if "requestBody" in operation:
+            errors["415"] = UNSUPPORTED_MEDIA_TYPE
+        return errors
