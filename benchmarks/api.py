@@ -176,6 +176,14 @@ class ResultSerializer(serializers.ModelSerializer):
     provider = serializers.SlugRelatedField(slug_field="uuid", read_only=True, allow_null=True)
     model = serializers.SlugRelatedField(slug_field="uuid", read_only=True, allow_null=True)
     target = serializers.SlugRelatedField(slug_field="uuid", read_only=True, allow_null=True)
+    # Empty on a success (and before tokens are counted). Declared because DRF drops allow_blank
+    # from read-only model fields, and the schema would then refuse "".
+    token_count_source = serializers.ChoiceField(
+        choices=BenchmarkResult._meta.get_field("token_count_source").choices, allow_blank=True, read_only=True,
+    )
+    error_kind = serializers.ChoiceField(
+        choices=BenchmarkResult._meta.get_field("error_kind").choices, allow_blank=True, read_only=True,
+    )
 
     class Meta:
         model = BenchmarkResult

@@ -176,8 +176,8 @@ def _sometimes(value: Any, seeded: str | None) -> st.SearchStrategy:
 class SeededToken:
     """The seeded owner's all-scope API token, as the schema's bearer scheme says."""
 
-    def get(self, case: schemathesis.Case, context: schemathesis.AuthContext) -> str:
-        return SEEDED["raw_token"]
+    def get(self, case: schemathesis.Case, context: schemathesis.AuthContext) -> str | None:
+        return SEEDED.get("raw_token")  # None (no header) until seed() ran
 
     def set(self, case: schemathesis.Case, data: str, context: schemathesis.AuthContext) -> None:
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
