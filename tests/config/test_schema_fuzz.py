@@ -69,7 +69,11 @@ def fixed_by_i10_inputs(case: schemathesis.Case, response: schemathesis.Response
 @schema.hook
 def filter_failure(context, failure, case, response) -> bool:
     if fixed_by_i10_inputs(case, response):
-        warnings.warn(f"left to i10-inputs: {case.method} {response.request.url} -> {response.status_code}", stacklevel=1)
+        body = (response.request.body or b"")[:300]
+        warnings.warn(
+            f"left to i10-inputs: {case.method} {response.request.url} "
+            f"({response.request.headers.get('Content-Type', '')}) {body!r} -> {response.status_code}", stacklevel=1,
+        )
         return False
     return True
 
