@@ -61,6 +61,13 @@ class AutoSchema(openapi.AutoSchema):
             self._document_errors(operation)
         return operation
 
+    def _map_basic_serializer(self, serializer: serializers.Serializer, direction: str) -> dict:
+        schema = super()._map_basic_serializer(serializer, direction)
+        # DRF ignores fields it does not know; a serializer whose view refuses them says so.
+        if direction == "request" and getattr(serializer, "rejects_unknown_fields", False):
+            schema["additionalProperties"] = False
+        return schema
+
     def _document_errors(self, operation: dict) -> None:
         responses = operation["responses"]
         for code, description in self._possible_errors(operation).items():

@@ -127,7 +127,7 @@ class TargetSerializer(OwnedByVisibleOrganization, serializers.ModelSerializer):
     has_api_key = serializers.SerializerMethodField(help_text="Whether an API key is stored.")
     model_names = serializers.ListField(
         child=serializers.CharField(max_length=TARGET_MODEL_NAME_MAX_LENGTH, allow_blank=False),
-        allow_empty=False, max_length=TARGET_MAX_MODEL_NAMES, validators=[validate_model_names],
+        allow_empty=False, min_length=1, max_length=TARGET_MAX_MODEL_NAMES, validators=[validate_model_names],
         help_text="Model names to benchmark at this endpoint.",
     )
 

@@ -21,6 +21,7 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     PolymorphicProxySerializer,
     extend_schema,
+    extend_schema_field,
     extend_schema_serializer,
     extend_schema_view,
     inline_serializer,
@@ -74,24 +75,75 @@ class EventSerializer(serializers.ModelSerializer):
         }
 
 
+# What ingestion (costs.ingestion.validate) accepts, stated in the schema: bounds, lengths, and
+# the JSON types it takes besides the obvious one (a number or a string for cost_usd, Unix
+# seconds for timestamp, numbers and booleans as tag values).
+@extend_schema_field({
+    "anyOf": [
+        {"type": "number", "minimum": 0, "maximum": int(ingestion.MAX_COST_USD)},
+        {"type": "string", "pattern": r"^[0-9]{1,7}(\.[0-9]{1,20})?$"},
+    ],
+    "description": f"US dollars, 0 to {ingestion.MAX_COST_USD:,} (a number or a decimal string); omit to have Pulse price it.",
+})
+class ClientCostField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({
+    "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
+    "description": "ISO 8601 (no offset means UTC) or Unix seconds; default now. "
+    f"At most {ingestion.MAX_AGE.days} days old and not in the future.",
+})
+class EventTimeField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({
+    "type": "object", "maxProperties": ingestion.MAX_TAGS,
+    "additionalProperties": {
+        "anyOf": [{"type": "string", "maxLength": ingestion.MAX_TAG_VALUE}, {"type": "number"}, {"type": "boolean"}],
+    },
+    "description": f"At most {ingestion.MAX_TAGS} tags; keys of 1-{ingestion.MAX_TAG_KEY} characters, "
+    f"values of at most {ingestion.MAX_TAG_VALUE}.",
+})
+class TagsField(serializers.JSONField):
+    pass
+
+
+def _name(limit: int, help_text: str) -> serializers.RegexField:
+    # \S: ingestion strips the value, so one that is only white space is empty.
+    return serializers.RegexField(r"\S", max_length=limit, help_text=help_text)
+
+
+def _tokens(help_text: str = "") -> serializers.IntegerField:
+    return serializers.IntegerField(required=False, min_value=0, max_value=ingestion.MAX_TOKENS, help_text=help_text)
+
+
 EVENT_EXAMPLE_FIELDS = {
-    "provider": serializers.CharField(help_text="e.g. openai, anthropic, google-gla, groq"),
-    "model": serializers.CharField(help_text="The model name as sent to the provider, e.g. gpt-4o-mini"),
-    "input_tokens": serializers.IntegerField(required=False, help_text="Every prompt token, cached included."),
-    "output_tokens": serializers.IntegerField(required=False),
-    "cached_tokens": serializers.IntegerField(required=False, help_text="Part of input_tokens."),
-    "reasoning_tokens": serializers.IntegerField(required=False, help_text="Part of output_tokens."),
-    "cost_usd": serializers.DecimalField(max_digits=20, decimal_places=10, required=False, help_text="Omit to have Pulse price it."),
-    "latency_ms": serializers.FloatField(required=False),
-    "status_code": serializers.IntegerField(required=False),
+    "provider": _name(64, "e.g. openai, anthropic, google-gla, groq"),
+    "model": _name(128, "The model name as sent to the provider, e.g. gpt-4o-mini"),
+    "input_tokens": _tokens("Every prompt token, cached included."),
+    "output_tokens": _tokens(),
+    "cached_tokens": _tokens("Part of input_tokens (so at most input_tokens)."),
+    "reasoning_tokens": _tokens("Part of output_tokens (so at most output_tokens)."),
+    "cost_usd": ClientCostField(required=False),
+    "latency_ms": serializers.FloatField(required=False, min_value=0, max_value=ingestion.MAX_LATENCY_MS),
+    "status_code": serializers.IntegerField(required=False, min_value=100, max_value=599),
     "success": serializers.BooleanField(required=False, help_text="Default: status_code < 400."),
-    "timestamp": serializers.DateTimeField(required=False, help_text="Default now; no offset means UTC; at most 400 days old."),
-    "tags": serializers.DictField(child=serializers.CharField(), required=False),
-    "idempotency_key": serializers.CharField(required=False, help_text="Resending the same key in a project is acknowledged, never counted twice."),
+    "timestamp": EventTimeField(required=False),
+    "tags": TagsField(required=False),
+    "idempotency_key": serializers.RegexField(
+        r"\S", max_length=128, required=False,
+        help_text="Resending the same key in a project is acknowledged, never counted twice.",
+    ),
     "source": serializers.ChoiceField(CostEvent.Source.choices, required=False),
 }
 EventInput = inline_serializer("EventInput", EVENT_EXAMPLE_FIELDS)
-BatchInput = inline_serializer("BatchInput", {"events": EventInput.__class__(many=True)})
+EventInput.__class__.rejects_unknown_fields = True  # ingestion does: "Unknown field."
+BatchInput = inline_serializer(
+    "BatchInput",
+    {"events": serializers.ListField(child=EventInput.__class__(), min_length=1, max_length=ingestion.MAX_BATCH)},
+)
 ItemErrorSerializer = inline_serializer(
     "ItemError", {"index": serializers.IntegerField(), "field": serializers.CharField(), "message": serializers.CharField()}
 )
