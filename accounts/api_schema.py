@@ -11,6 +11,7 @@ view documented without a body gets the body the exception handler
 
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
 from drf_spectacular import openapi
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
@@ -42,6 +43,7 @@ class FieldErrorsSchema(OpenApiSerializerExtension):
         }
 
 
+NO_NUL_CHARACTER = r"^[^\u0000]*$"
 ALWAYS = {
     "401": "Not authenticated: no credentials, or an invalid, expired or revoked API token.",
     "403": "A token without the scope this needs, or too weak a role.",
@@ -60,6 +62,18 @@ class AutoSchema(openapi.AutoSchema):
         if operation is not None:
             self._document_errors(operation)
         return operation
+
+    def _map_serializer_field(self, field: serializers.Field, direction: str, bypass_extensions: bool = False) -> dict:
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        # DRF's CharField refuses NUL characters (ProhibitNullCharactersValidator, which also
+        # keeps them away from PostgreSQL); say so wherever no pattern or format says more.
+        if (
+            direction == "request" and isinstance(field, serializers.CharField) and schema.get("type") == "string"
+            and not schema.keys() & {"pattern", "format", "enum"}
+            and not any(isinstance(validator, RegexValidator) for validator in field.validators)
+        ):
+            schema["pattern"] = NO_NUL_CHARACTER
+        return schema
 
     def _map_basic_serializer(self, serializer: serializers.Serializer, direction: str) -> dict:
         schema = super()._map_basic_serializer(serializer, direction)

@@ -11,6 +11,7 @@ Everything goes through `TenantScopedViewSetMixin` (via `accounts.api.TenantView
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from django.db.models import QuerySet
@@ -110,9 +111,12 @@ class TagsField(serializers.JSONField):
     pass
 
 
+# Something besides white space (ingestion strips the value first), and no NUL character.
+NAME_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+
+
 def _name(limit: int, help_text: str) -> serializers.RegexField:
-    # \S: ingestion strips the value, so one that is only white space is empty.
-    return serializers.RegexField(r"\S", max_length=limit, help_text=help_text)
+    return serializers.RegexField(NAME_PATTERN, max_length=limit, help_text=help_text)
 
 
 def _tokens(help_text: str = "") -> serializers.IntegerField:
@@ -133,7 +137,7 @@ EVENT_EXAMPLE_FIELDS = {
     "timestamp": EventTimeField(required=False),
     "tags": TagsField(required=False),
     "idempotency_key": serializers.RegexField(
-        r"\S", max_length=128, required=False,
+        NAME_PATTERN, max_length=128, required=False,
         help_text="Resending the same key in a project is acknowledged, never counted twice.",
     ),
     "source": serializers.ChoiceField(CostEvent.Source.choices, required=False),
@@ -177,6 +181,11 @@ def _money(value: Decimal | None) -> str | None:
     return None if value is None else decimal_string(value)
 
 
+# The activity form's key=value rule without its named groups, which JSON Schema's regular
+# expressions (ECMA 262) do not have.
+TAG_PATTERN = re.sub(r"\?P<\w+>", "", TAG.pattern)
+
+
 class EventFilterSerializer(serializers.Serializer):
     """The activity log's filters (costs.forms.ActivityFilterForm), as query parameters. Unlike
     the page, an invalid value is a 400 naming the parameter, and a model or provider never seen
@@ -199,9 +208,10 @@ class EventFilterSerializer(serializers.Serializer):
         help_text=f"Only events sent with the API token of this prefix; `{NOT_A_TOKEN}`: only those "
         "recorded by signed-in people.",
     )
-    tag = serializers.CharField(
-        required=False, max_length=MAX_TAG_KEY + MAX_TAG_VALUE + 1,
+    tag = serializers.RegexField(
+        TAG_PATTERN, required=False, max_length=MAX_TAG_KEY + MAX_TAG_VALUE + 1,
         help_text="Only events tagged key=value, e.g. feature=chat.",
+        error_messages={"invalid": "Write a tag as key=value, e.g. feature=chat."},
     )
     status = serializers.ChoiceField(
         choices=["success", "failed"], required=False, help_text="Only successful or only failed calls.",

@@ -106,7 +106,7 @@ def seed() -> Seeded:
     public_run = Run.objects.create(name="public", triggered_by=Run.Trigger.SCHEDULE, status=Run.Status.FINISHED)
     BenchmarkResult.objects.create(
         run=public_run, provider=provider, model=model, provider_name=provider.name, model_name=model.name,
-        success=False, status_code=500, error_kind="http_error", error_message="upstream 500",
+        success=False, status_code=500, error_kind="server_error", error_message="upstream 500",
         created_at=now - timedelta(hours=2),
     )
 

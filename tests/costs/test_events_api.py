@@ -130,3 +130,13 @@ def test_an_event_recorded_at_zero_cost_answers_a_plain_decimal(token_client):
     assert response.json()["cost_usd"] == "0.0000000000"
     tiny = client.post(URL, body | {"cost_usd": "0.00000001"}, format="json").json()
     assert tiny["cost_usd"] == "0.0000000100"
+
+
+def test_an_empty_project_parameter_is_a_bad_uuid_not_the_tokens_own_project(token_client):
+    """The schema says `project` is a uuid; an empty one is refused, never read as "absent"."""
+    client, _token = token_client(["ingest", "read"])
+    body = {"provider": "openai", "model": "gpt-4o-mini"}
+    assert client.post(f"{URL}?project=", body, format="json").status_code == 400
+    assert client.post(f"{URL}/batch?project=", {"events": [body]}, format="json").status_code == 400
+    assert list(client.get(f"{URL}?project=").json()) == ["project"]
+    assert client.post(URL, body, format="json").status_code == 202  # absent: the token's project
