@@ -11,6 +11,8 @@ view documented without a body gets the body the exception handler
 
 from __future__ import annotations
 
+import functools
+
 from django.core.validators import RegexValidator
 from drf_spectacular import openapi
 from drf_spectacular.extensions import OpenApiSerializerExtension
@@ -63,6 +65,14 @@ class AutoSchema(openapi.AutoSchema):
             self._document_errors(operation)
         return operation
 
+    def get_request_serializer(self) -> object:
+        serializer = super().get_request_serializer()
+        # An object never moves between tenants: on PUT/PATCH its serializer ignores the
+        # organization (OwnedByVisibleOrganization), so the request schema must not ask for it.
+        if self.method in {"PUT", "PATCH"} and getattr(serializer, "organization_fixed_after_creation", False):
+            return update_variant(type(serializer))(context=getattr(serializer, "context", {}))
+        return serializer
+
     def _map_serializer_field(self, field: serializers.Field, direction: str, bypass_extensions: bool = False) -> dict:
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
         # DRF's CharField refuses NUL characters (ProhibitNullCharactersValidator, which also
@@ -103,3 +113,20 @@ class AutoSchema(openapi.AutoSchema):
         if "requestBody" in operation:
             errors["415"] = UNSUPPORTED_MEDIA_TYPE
         return errors
+
+
+@functools.cache  # one class per serializer, so the schema has one component for it
+def update_variant(serializer_class: type[serializers.ModelSerializer]) -> type[serializers.ModelSerializer]:
+    """`serializer_class` with its fields as they are for an existing object (the organization
+    read-only, and whatever else the serializer relaxes on an update), for the schema only."""
+
+    def get_fields(self: serializers.ModelSerializer) -> dict:
+        self.instance = serializer_class.Meta.model()  # an unsaved stand-in: get_fields only tests it
+        try:
+            return super(variant, self).get_fields()
+        finally:
+            self.instance = None
+
+    name = serializer_class.__name__.removesuffix("Serializer") + "UpdateSerializer"
+    variant = type(name, (serializer_class,), {"get_fields": get_fields, "__module__": serializer_class.__module__})
+    return variant

@@ -90,3 +90,17 @@ def test_recommendations_are_one_object_not_a_page(schema):
 def test_a_refused_batch_is_either_a_batch_result_or_field_errors(schema):
     refused = schema["components"]["schemas"]["BatchRefused"]
     assert [ref["$ref"].rsplit("/", 1)[-1] for ref in refused["oneOf"]] == ["BatchResult", "FieldErrors"]
+
+
+def test_updates_do_not_ask_for_the_organization_they_ignore(schema):
+    """An object never moves between tenants: PUT/PATCH ignore `organization`, so their request
+    schemas leave it out, while creating one requires it."""
+    components = schema["components"]["schemas"]
+    for path in ["/api/v1/benchmarks/targets", "/api/v1/projects", "/api/v1/budgets", "/api/v1/webhooks",
+                 "/api/v1/alert-rules"]:
+        create = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert "organization" in components[create.rsplit("/", 1)[-1]]["required"], path
+        for method in ("put", "patch"):
+            body = schema["paths"][f"{path}/{{uuid}}"][method]["requestBody"]["content"]["application/json"]
+            assert "organization" not in components[body["schema"]["$ref"].rsplit("/", 1)[-1]]["properties"]
+    assert "url" not in components["WebhookUpdateRequest"]["required"]  # a change may keep the URL
