@@ -222,7 +222,7 @@ REST_FRAMEWORK = {
         "api_token": env.str("API_THROTTLE_RATE", default="1200/min"),
         "ingest": env.str("INGEST_THROTTLE_RATE", default="6000/min"),  # requests; a batch is one
     },
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "lib.pagination.PageNumberPagination",  # ?page= as documented
     "PAGE_SIZE": 50,
     # drf-spectacular's, plus the 4xx every operation can answer with (accounts/api_schema.py).
     "DEFAULT_SCHEMA_CLASS": "accounts.api_schema.AutoSchema",
