@@ -257,7 +257,8 @@ class EventFilterSerializer(serializers.Serializer):
 @extend_schema_view(
     list=extend_schema(
         summary="The activity log",
-        description="Events newest first, filtered like the activity page.",
+        description="Events newest first, filtered like the activity page (which shows the last 30 "
+        "days unless told otherwise; here, without range or since/until, every event).",
         parameters=[EventFilterSerializer],
     ),
     retrieve=extend_schema(summary="One event"),
