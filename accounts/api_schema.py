@@ -1,12 +1,18 @@
-"""The OpenAPI schema documents the errors every operation can answer with, in one place.
+"""What drf-spectacular cannot see from the code, told to the OpenAPI schema in one place
+(`AutoSchema`, the project's DEFAULT_SCHEMA_CLASS):
 
-DRF answers these from any view, whatever the view's own `@extend_schema` says: 401 (no or a
-bad token), 403 (a missing scope or too weak a role), 429 (throttled), 404 (an object, a page
-or a project not among those you can see), 400 (bad parameters or body: messages per field)
-and 415 (a body in a content type the parsers do not read). `AutoSchema` adds each one an
-operation can produce, with its JSON body, unless the view documented that code itself; a code a
-view documented without a body gets the body the exception handler
-(`accounts.api_errors.exception_handler`) really sends.
+- The errors any operation can answer with, whatever the view's own `@extend_schema` says:
+  401 (no or a bad token), 403 (a missing scope or too weak a role), 429 (throttled), 404 (an
+  object, a page or a project not among those you can see), 400 (bad parameters or body:
+  messages per field) and 415 (a body in a content type the parsers do not read), each with the
+  JSON body the exception handler (`accounts.api_errors.exception_handler`) really sends; a code
+  a view documented without a body gets that body too.
+- Request strings: DRF's CharField refuses NUL characters.
+- Update requests: the serializer's fields as they are for an existing object (the organization
+  of an object never changes, so PUT/PATCH do not ask for it).
+- A request serializer whose view refuses unknown fields (`rejects_unknown_fields`) says so.
+
+test_schema_fuzz.py holds the schema to the server's real answers.
 """
 
 from __future__ import annotations
