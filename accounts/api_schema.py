@@ -79,6 +79,13 @@ class AutoSchema(openapi.AutoSchema):
             return update_variant(type(serializer))(context=getattr(serializer, "context", {}))
         return serializer
 
+    def _get_format_parameters(self) -> list[dict]:
+        parameters = super()._get_format_parameters()
+        for parameter in parameters:
+            # DRF reads an empty ?format= as none given: the first renderer (JSON) answers.
+            parameter["schema"]["enum"] = [*parameter["schema"]["enum"], ""]
+        return parameters
+
     def _map_serializer_field(self, field: serializers.Field, direction: str, bypass_extensions: bool = False) -> dict:
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
         # DRF's CharField refuses NUL characters (ProhibitNullCharactersValidator, which also
