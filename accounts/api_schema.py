@@ -52,6 +52,8 @@ class FieldErrorsSchema(OpenApiSerializerExtension):
 
 
 NO_NUL_CHARACTER = r"^[^\u0000]*$"
+# Text that is more than white space (what a stripped, non-blank field needs), without NUL.
+NOT_BLANK = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
 ALWAYS = {
     "401": "Not authenticated: no credentials, or an invalid, expired or revoked API token.",
     "403": "A token without the scope this needs, or too weak a role.",

@@ -20,6 +20,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
     extend_schema_view,
 )
 from rest_framework import mixins, serializers, status, viewsets
@@ -30,7 +31,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import OwnedByVisibleOrganization, TenantViewSet
-from accounts.api_schema import ErrorSerializer
+from accounts.api_schema import NOT_BLANK, ErrorSerializer
 from accounts.models import Organization, Role, User
 from accounts.tenancy import TenantScopedViewSetMixin
 
@@ -110,6 +111,14 @@ class PriceSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+@extend_schema_field({
+    "type": "array", "minItems": 1, "maxItems": TARGET_MAX_MODEL_NAMES, "uniqueItems": True,
+    "items": {"type": "string", "minLength": 1, "maxLength": TARGET_MODEL_NAME_MAX_LENGTH, "pattern": NOT_BLANK},
+})
+class ModelNamesField(serializers.ListField):
+    """Distinct, non-blank names (validate_model_names), which the schema says too."""
+
+
 class TargetSerializer(OwnedByVisibleOrganization, serializers.ModelSerializer):
     """The rules on a target's fields live on the model (benchmarks/models.py) and are shared
     with the page form; max_tokens and interval_minutes get their bounds from the model field
@@ -125,7 +134,7 @@ class TargetSerializer(OwnedByVisibleOrganization, serializers.ModelSerializer):
         help_text="Stored encrypted and never returned; send an empty string to remove it.",
     )
     has_api_key = serializers.SerializerMethodField(help_text="Whether an API key is stored.")
-    model_names = serializers.ListField(
+    model_names = ModelNamesField(
         child=serializers.CharField(max_length=TARGET_MODEL_NAME_MAX_LENGTH, allow_blank=False),
         allow_empty=False, min_length=1, max_length=TARGET_MAX_MODEL_NAMES, validators=[validate_model_names],
         help_text="Model names to benchmark at this endpoint.",

@@ -34,7 +34,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import TenantViewSet
-from accounts.api_schema import FieldErrorsSerializer
+from accounts.api_schema import NOT_BLANK, FieldErrorsSerializer
 from accounts.models import ApiToken, Organization, Project, Role
 from accounts.throttling import ApiTokenRateThrottle
 
@@ -111,12 +111,9 @@ class TagsField(serializers.JSONField):
     pass
 
 
-# Something besides white space (ingestion strips the value first), and no NUL character.
-NAME_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
-
-
 def _name(limit: int, help_text: str) -> serializers.RegexField:
-    return serializers.RegexField(NAME_PATTERN, max_length=limit, help_text=help_text)
+    # Ingestion strips the value first: white space alone is empty.
+    return serializers.RegexField(NOT_BLANK, max_length=limit, help_text=help_text)
 
 
 def _tokens(help_text: str = "") -> serializers.IntegerField:
@@ -137,7 +134,7 @@ EVENT_EXAMPLE_FIELDS = {
     "timestamp": EventTimeField(required=False),
     "tags": TagsField(required=False),
     "idempotency_key": serializers.RegexField(
-        NAME_PATTERN, max_length=128, required=False,
+        NOT_BLANK, max_length=128, required=False,
         help_text="Resending the same key in a project is acknowledged, never counted twice.",
     ),
     "source": serializers.ChoiceField(CostEvent.Source.choices, required=False),
