@@ -104,3 +104,11 @@ def test_updates_do_not_ask_for_the_organization_they_ignore(schema):
             body = schema["paths"][f"{path}/{{uuid}}"][method]["requestBody"]["content"]["application/json"]
             assert "organization" not in components[body["schema"]["$ref"].rsplit("/", 1)[-1]]["properties"]
     assert "url" not in components["WebhookUpdateRequest"]["required"]  # a change may keep the URL
+
+
+def test_request_bodies_are_json_only_and_anything_else_is_a_415(schema, api_as):
+    for path, method, operation in operations(schema):
+        if "requestBody" in operation:
+            assert set(operation["requestBody"]["content"]) == {"application/json"}, (method, path)
+    response = api_as("owner").post("/api/v1/projects", "name=X", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 415 and "detail" in response.json()
