@@ -141,10 +141,21 @@ EVENT_EXAMPLE_FIELDS = {
 }
 EventInput = inline_serializer("EventInput", EVENT_EXAMPLE_FIELDS)
 EventInput.__class__.rejects_unknown_fields = True  # ingestion does: "Unknown field."
-BatchInput = inline_serializer(
-    "BatchInput",
-    {"events": serializers.ListField(child=EventInput.__class__(), min_length=1, max_length=ingestion.MAX_BATCH)},
-)
+
+
+@extend_schema_field({
+    "type": "array", "minItems": 1, "maxItems": ingestion.MAX_BATCH,
+    # A bad event does not fail its batch: it is refused alone and reported in `errors`, so
+    # the batch accepts any item; the ones to send are EventInput's.
+    "items": {"anyOf": [{"$ref": "#/components/schemas/EventInputRequest"}, {}]},
+    "description": "Events as for POST /events. An invalid one is rejected on its own (see `errors` "
+    "in the answer, by index); the others are stored.",
+})
+class BatchEventsField(serializers.ListField):
+    pass
+
+
+BatchInput = inline_serializer("BatchInput", {"events": BatchEventsField()})
 ItemErrorSerializer = inline_serializer(
     "ItemError", {"index": serializers.IntegerField(), "field": serializers.CharField(), "message": serializers.CharField()}
 )
