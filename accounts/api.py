@@ -105,6 +105,8 @@ class OwnedByVisibleOrganization:
     """For serializers of objects an organization owns: only organizations the caller can see
     are valid (others read as "not found"), and an object never moves between tenants."""
 
+    organization_fixed_after_creation = True  # the API schema's update requests leave it out
+
     def get_fields(self) -> dict:
         fields = super().get_fields()
         principal = self.context.get("principal")  # absent while the OpenAPI schema is generated

@@ -161,10 +161,10 @@ class TenantScopedViewSetMixin:
         least `minimum` there (else 403). Naming another project with a bound token is a 404."""
         wanted = self.request.query_params.get(param)
         principal = self.principal
-        if not wanted and isinstance(principal, ApiToken) and principal.project_id:
+        if wanted is None and isinstance(principal, ApiToken) and principal.project_id:
             project = principal.project
         else:
-            if not wanted:
+            if wanted is None:
                 raise ApiValidationError({param: [f"Name the project (?{param}=<uuid>)."]})
             try:
                 wanted_uuid = UUID(wanted)

@@ -20,6 +20,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
     extend_schema_view,
 )
 from rest_framework import mixins, serializers, status, viewsets
@@ -30,6 +31,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import OwnedByVisibleOrganization, TenantViewSet
+from accounts.api_schema import NOT_BLANK, ErrorSerializer
 from accounts.models import Organization, Role, User
 from accounts.tenancy import TenantScopedViewSetMixin
 from lib.dates import MomentParam
@@ -73,6 +75,9 @@ def mine_or_public(model: type[Run] | type[BenchmarkResult], scoped: QuerySet) -
 # Serializers
 # ---------------------------------------------------------------------------------------------
 class ProviderSerializer(serializers.ModelSerializer):
+    # Not a URI field: providers added from the price database (costs.pricing) have none yet.
+    base_url = serializers.CharField(read_only=True, help_text="The API's base URL; empty when not known.")
+
     class Meta:
         model = Provider
         fields = ["uuid", "name", "kind", "base_url", "is_aggregator", "is_active", "created_at"]
@@ -106,6 +111,14 @@ class PriceSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+@extend_schema_field({
+    "type": "array", "minItems": 1, "maxItems": TARGET_MAX_MODEL_NAMES, "uniqueItems": True,
+    "items": {"type": "string", "minLength": 1, "maxLength": TARGET_MODEL_NAME_MAX_LENGTH, "pattern": NOT_BLANK},
+})
+class ModelNamesField(serializers.ListField):
+    """Distinct, non-blank names (validate_model_names), which the schema says too."""
+
+
 class TargetSerializer(OwnedByVisibleOrganization, serializers.ModelSerializer):
     """The rules on a target's fields live on the model (benchmarks/models.py) and are shared
     with the page form; max_tokens and interval_minutes get their bounds from the model field
@@ -122,9 +135,9 @@ class TargetSerializer(OwnedByVisibleOrganization, serializers.ModelSerializer):
         help_text="Stored encrypted and never returned; send an empty string to remove it.",
     )
     has_api_key = serializers.SerializerMethodField(help_text="Whether an API key is stored.")
-    model_names = serializers.ListField(
+    model_names = ModelNamesField(
         child=serializers.CharField(max_length=TARGET_MODEL_NAME_MAX_LENGTH, allow_blank=False),
-        allow_empty=False, max_length=TARGET_MAX_MODEL_NAMES, validators=[validate_model_names],
+        allow_empty=False, min_length=1, max_length=TARGET_MAX_MODEL_NAMES, validators=[validate_model_names],
         help_text="Model names to benchmark at this endpoint.",
     )
 
@@ -171,9 +184,18 @@ class TargetSerializer(OwnedByVisibleOrganization, serializers.ModelSerializer):
 
 class ResultSerializer(serializers.ModelSerializer):
     run = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
-    provider = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
-    model = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
-    target = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
+    # A private target's results have no catalog provider or model; a public one's no target.
+    provider = serializers.SlugRelatedField(slug_field="uuid", read_only=True, allow_null=True)
+    model = serializers.SlugRelatedField(slug_field="uuid", read_only=True, allow_null=True)
+    target = serializers.SlugRelatedField(slug_field="uuid", read_only=True, allow_null=True)
+    # Empty on a success (and before tokens are counted). Declared because DRF drops allow_blank
+    # from read-only model fields, and the schema would then refuse "".
+    token_count_source = serializers.ChoiceField(
+        choices=BenchmarkResult._meta.get_field("token_count_source").choices, allow_blank=True, read_only=True,
+    )
+    error_kind = serializers.ChoiceField(
+        choices=BenchmarkResult._meta.get_field("error_kind").choices, allow_blank=True, read_only=True,
+    )
 
     class Meta:
         model = BenchmarkResult
@@ -196,8 +218,9 @@ class RunResultSerializer(ResultSerializer):
 
 
 class RunSerializer(serializers.ModelSerializer):
-    organization = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
-    target = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
+    # Public runs belong to no organization and benchmark no private target.
+    organization = serializers.SlugRelatedField(slug_field="uuid", read_only=True, allow_null=True)
+    target = serializers.SlugRelatedField(slug_field="uuid", read_only=True, allow_null=True)
 
     class Meta:
         model = Run
@@ -280,10 +303,6 @@ class StatsSerializer(serializers.Serializer):
     since = serializers.DateTimeField()
     public = serializers.BooleanField()
     models = ModelStatsSerializer(many=True)
-
-
-class ErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
 
 
 # ---------------------------------------------------------------------------------------------

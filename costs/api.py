@@ -2,21 +2,29 @@
 
 - `POST events` (one event) and `POST events/batch` (up to 1,000): needs a token with the
   `ingest` scope (or a signed-in member); 202 once the events are durably stored.
-- `GET events`, `GET events/{uuid}`: the activity log (read scope), filtered and paginated.
+- `GET events`, `GET events/{uuid}`: the activity log (read scope), paginated, with the
+  activity page's filters (`?project=`, range or since/until, provider, model, token, tag,
+  status, source, unpriced).
 
 Everything goes through `TenantScopedViewSetMixin` (via `accounts.api.TenantViewSet`).
 """
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 
 from django.db.models import QuerySet
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
+    PolymorphicProxySerializer,
     extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+    extend_schema_view,
     inline_serializer,
 )
 from rest_framework import mixins, serializers, status
@@ -26,13 +34,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api import TenantViewSet
+from accounts.api_schema import NOT_BLANK, FieldErrorsSerializer
 from accounts.models import ApiToken, Organization, Project, Role
 from accounts.throttling import ApiTokenRateThrottle
 from lib.json_parser import JSONParser
 from lib.text import unstorable
 
 from . import ingestion, recommendations
-from .models import CostEvent
+from .forms import NOT_A_TOKEN, RANGES, TAG
+from .ingestion import MAX_TAG_KEY, MAX_TAG_VALUE
+from .models import CostEvent, CostEventQuerySet
+from .money import decimal_string
 
 
 class IngestRateThrottle(ApiTokenRateThrottle):
@@ -76,24 +88,86 @@ class EventSerializer(serializers.ModelSerializer):
         }
 
 
+# What ingestion (costs.ingestion.validate) accepts, stated in the schema: bounds, lengths, and
+# the JSON types it takes besides the obvious one (a number or a string for cost_usd, Unix
+# seconds for timestamp, numbers and booleans as tag values).
+@extend_schema_field({
+    "anyOf": [
+        {"type": "number", "minimum": 0, "maximum": int(ingestion.MAX_COST_USD)},
+        {"type": "string", "pattern": r"^[0-9]{1,7}(\.[0-9]{1,20})?$"},
+    ],
+    "description": f"US dollars, 0 to {ingestion.MAX_COST_USD:,} (a number or a decimal string); omit to have Pulse price it.",
+})
+class ClientCostField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({
+    "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
+    "description": "ISO 8601 (no offset means UTC) or Unix seconds; default now. "
+    f"At most {ingestion.MAX_AGE.days} days old and not in the future.",
+})
+class EventTimeField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({
+    "type": "object", "maxProperties": ingestion.MAX_TAGS,
+    "additionalProperties": {
+        "anyOf": [{"type": "string", "maxLength": ingestion.MAX_TAG_VALUE}, {"type": "number"}, {"type": "boolean"}],
+    },
+    "description": f"At most {ingestion.MAX_TAGS} tags; keys of 1-{ingestion.MAX_TAG_KEY} characters, "
+    f"values of at most {ingestion.MAX_TAG_VALUE}.",
+})
+class TagsField(serializers.JSONField):
+    pass
+
+
+def _name(limit: int, help_text: str) -> serializers.RegexField:
+    # Ingestion strips the value first: white space alone is empty.
+    return serializers.RegexField(NOT_BLANK, max_length=limit, help_text=help_text)
+
+
+def _tokens(help_text: str = "") -> serializers.IntegerField:
+    return serializers.IntegerField(required=False, min_value=0, max_value=ingestion.MAX_TOKENS, help_text=help_text)
+
+
 EVENT_EXAMPLE_FIELDS = {
-    "provider": serializers.CharField(help_text="e.g. openai, anthropic, google-gla, groq"),
-    "model": serializers.CharField(help_text="The model name as sent to the provider, e.g. gpt-4o-mini"),
-    "input_tokens": serializers.IntegerField(required=False, help_text="Every prompt token, cached included."),
-    "output_tokens": serializers.IntegerField(required=False),
-    "cached_tokens": serializers.IntegerField(required=False, help_text="Part of input_tokens."),
-    "reasoning_tokens": serializers.IntegerField(required=False, help_text="Part of output_tokens."),
-    "cost_usd": serializers.DecimalField(max_digits=20, decimal_places=10, required=False, help_text="Omit to have Pulse price it."),
-    "latency_ms": serializers.FloatField(required=False),
-    "status_code": serializers.IntegerField(required=False),
+    "provider": _name(64, "e.g. openai, anthropic, google-gla, groq"),
+    "model": _name(128, "The model name as sent to the provider, e.g. gpt-4o-mini"),
+    "input_tokens": _tokens("Every prompt token, cached included."),
+    "output_tokens": _tokens(),
+    "cached_tokens": _tokens("Part of input_tokens (so at most input_tokens)."),
+    "reasoning_tokens": _tokens("Part of output_tokens (so at most output_tokens)."),
+    "cost_usd": ClientCostField(required=False),
+    "latency_ms": serializers.FloatField(required=False, min_value=0, max_value=ingestion.MAX_LATENCY_MS),
+    "status_code": serializers.IntegerField(required=False, min_value=100, max_value=599),
     "success": serializers.BooleanField(required=False, help_text="Default: status_code < 400."),
-    "timestamp": serializers.DateTimeField(required=False, help_text="Default now; no offset means UTC; at most 400 days old."),
-    "tags": serializers.DictField(child=serializers.CharField(), required=False),
-    "idempotency_key": serializers.CharField(required=False, help_text="Resending the same key in a project is acknowledged, never counted twice."),
+    "timestamp": EventTimeField(required=False),
+    "tags": TagsField(required=False),
+    "idempotency_key": serializers.RegexField(
+        NOT_BLANK, max_length=128, required=False,
+        help_text="Resending the same key in a project is acknowledged, never counted twice.",
+    ),
     "source": serializers.ChoiceField(CostEvent.Source.choices, required=False),
 }
 EventInput = inline_serializer("EventInput", EVENT_EXAMPLE_FIELDS)
-BatchInput = inline_serializer("BatchInput", {"events": EventInput.__class__(many=True)})
+EventInput.__class__.rejects_unknown_fields = True  # ingestion does: "Unknown field."
+
+
+@extend_schema_field({
+    "type": "array", "minItems": 1, "maxItems": ingestion.MAX_BATCH,
+    # A bad event does not fail its batch: it is refused alone and reported in `errors`, so
+    # the batch accepts any item; the ones to send are EventInput's.
+    "items": {"anyOf": [{"$ref": "#/components/schemas/EventInputRequest"}, {}]},
+    "description": "Events as for POST /events. An invalid one is rejected on its own (see `errors` "
+    "in the answer, by index); the others are stored.",
+})
+class BatchEventsField(serializers.ListField):
+    pass
+
+
+BatchInput = inline_serializer("BatchInput", {"events": BatchEventsField()})
 ItemErrorSerializer = inline_serializer(
     "ItemError", {"index": serializers.IntegerField(), "field": serializers.CharField(), "message": serializers.CharField()}
 )
@@ -123,10 +197,92 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 
 
-def _money(value: object) -> str | None:
-    return None if value is None else str(value)
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else decimal_string(value)
 
 
+# The activity form's key=value rule without its named groups, which JSON Schema's regular
+# expressions (ECMA 262) do not have.
+TAG_PATTERN = re.sub(r"\?P<\w+>", "", TAG.pattern)
+
+
+class EventFilterSerializer(serializers.Serializer):
+    """The activity log's filters (costs.forms.ActivityFilterForm), as query parameters. Unlike
+    the page, an invalid value is a 400 naming the parameter, and a model or provider never seen
+    is simply no match (the page offers only those seen)."""
+
+    project = serializers.UUIDField(
+        required=False,
+        help_text="Only this project's events (404 unless you can see it). A project-bound token "
+        "always reads its own project; without it a person sees every project they can see.",
+    )
+    range = serializers.ChoiceField(
+        choices=list(RANGES), required=False, help_text="Only the last 24h, 7d, 30d or 90d. Not with since/until.",
+    )
+    since = serializers.DateTimeField(required=False, help_text="ISO 8601; events at or after this time.")
+    until = serializers.DateTimeField(required=False, help_text="ISO 8601; events before this time.")
+    provider = serializers.CharField(required=False, max_length=64, help_text="Only this provider's events.")
+    model = serializers.CharField(required=False, max_length=128, help_text="Only this model's events.")
+    token = serializers.CharField(
+        required=False, max_length=32,
+        help_text=f"Only events sent with the API token of this prefix; `{NOT_A_TOKEN}`: only those "
+        "recorded by signed-in people.",
+    )
+    tag = serializers.RegexField(
+        TAG_PATTERN, required=False, max_length=MAX_TAG_KEY + MAX_TAG_VALUE + 1,
+        help_text="Only events tagged key=value, e.g. feature=chat.",
+        error_messages={"invalid": "Write a tag as key=value, e.g. feature=chat."},
+    )
+    status = serializers.ChoiceField(
+        choices=["success", "failed"], required=False, help_text="Only successful or only failed calls.",
+    )
+    source = serializers.ChoiceField(CostEvent.Source.choices, required=False, help_text="Only events from this source.")
+    unpriced = serializers.BooleanField(
+        required=False, help_text="true: only events no price was known for; false: only priced ones.",
+    )
+
+    def validate_tag(self, value: str) -> tuple[str, str]:
+        match = TAG.match(value)
+        if match is None:
+            raise serializers.ValidationError("Write a tag as key=value, e.g. feature=chat.")
+        return match["key"], match["value"]
+
+    def validate(self, attrs: dict) -> dict:
+        if "range" in attrs and ("since" in attrs or "until" in attrs):
+            raise serializers.ValidationError({"range": ["Give either range or since/until, not both."]})
+        if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
+            raise serializers.ValidationError({"until": ["Must be after since."]})
+        return attrs
+
+    def apply(self, events: CostEventQuerySet) -> CostEventQuerySet:
+        """`events` narrowed by the validated filters."""
+        filters = self.validated_data
+        if "range" in filters:
+            events = events.between(timezone.now() - RANGES[filters["range"]], None)
+        events = events.between(filters.get("since"), filters.get("until"))
+        for name in ("provider", "model", "source"):
+            if name in filters:
+                events = events.filter(**{name: filters[name]})
+        if "token" in filters:
+            events = events.filter(token_prefix="" if filters["token"] == NOT_A_TOKEN else filters["token"])
+        if "tag" in filters:
+            events = events.tagged(*filters["tag"])
+        if "status" in filters:
+            events = events.filter(success=filters["status"] == "success")
+        if "unpriced" in filters:
+            events = events.unpriced() if filters["unpriced"] else events.exclude(cost_usd__isnull=True)
+        return events
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="The activity log",
+        description="Events newest first, filtered like the activity page (which shows the last 30 "
+        "days unless told otherwise; here, without range or since/until, every event).",
+        parameters=[EventFilterSerializer],
+    ),
+    retrieve=extend_schema(summary="One event"),
+)
 class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     queryset = CostEvent.objects.all()
     serializer_class = EventSerializer
@@ -140,7 +296,15 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewS
         return super().get_throttles()
 
     def safely_get_queryset(self, queryset: QuerySet) -> QuerySet:
-        return queryset.select_related("project")
+        queryset = queryset.select_related("project")
+        if self.action != "list":
+            return queryset
+        filters = EventFilterSerializer(data=self.request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        principal = self.principal
+        if "project" in filters.validated_data or (isinstance(principal, ApiToken) and principal.project_id):
+            queryset = queryset.filter(project=self.requested_project())
+        return filters.apply(queryset)
 
     def organization_of(self, obj: CostEvent) -> Organization:
         return obj.project.organization
@@ -178,7 +342,17 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewS
     @extend_schema(
         parameters=[PROJECT_PARAMETER, IDEMPOTENCY_HEADER],
         request=BatchInput,
-        responses={202: BatchResult, 400: BatchResult},
+        responses={
+            202: BatchResult,
+            400: OpenApiResponse(
+                PolymorphicProxySerializer(
+                    component_name="BatchRefused", serializers=[BatchResult, FieldErrorsSerializer],
+                    resource_type_field_name=None,
+                ),
+                description="No event stored: every item's errors (a BatchResult), or a request that "
+                "is not a batch at all (messages per field, e.g. `events`).",
+            ),
+        },
         summary="Record up to 1,000 LLM calls; valid ones are stored even if others are not",
     )
     @action(detail=False, methods=["post"], url_path="batch")
@@ -203,6 +377,17 @@ class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewS
         return Response(body, status=code)
 
 
+class RecommendationQuerySerializer(serializers.Serializer):
+    project = serializers.UUIDField(
+        required=False, help_text="The project; only needed when the caller is not a project-bound token.",
+    )
+    # A number, not a decimal string: the schema can then state its bounds.
+    share = serializers.FloatField(
+        min_value=0.05, max_value=1, required=False,
+        help_text="Share of a model's traffic assumed to move (0.05-1; default 0.5).",
+    )
+
+
 RecommendationSerializer = inline_serializer(
     "Recommendation",
     {
@@ -216,27 +401,27 @@ RecommendationSerializer = inline_serializer(
 )
 
 
+@extend_schema_serializer(many=False)  # one object holding the list, not a paginated list
+class RecommendationsSerializer(serializers.Serializer):
+    results = RecommendationSerializer.__class__(many=True)
+
+
 class RecommendationViewSet(TenantViewSet):
     """Cheaper models, price rises, prompt caching and concentration, from the project's own
-    last 30 days of traffic; each with its numbers and assumptions."""
+    last 30 days of traffic; each with its numbers and assumptions. Never paginated: a project
+    has a handful."""
 
     queryset = CostEvent.objects.all()
+    pagination_class = None
 
     @extend_schema(
-        parameters=[
-            PROJECT_PARAMETER,
-            OpenApiParameter("share", OpenApiTypes.FLOAT, OpenApiParameter.QUERY,
-                             description="Share of a model's traffic assumed to move (0.05-1; default 0.5)."),
-        ],
-        responses={200: inline_serializer("Recommendations", {"results": RecommendationSerializer.__class__(many=True)})},
+        parameters=[RecommendationQuerySerializer],
+        responses={200: RecommendationsSerializer},
         summary="Recommendations to spend less",
     )
     def list(self, request: Request) -> Response:
+        params = RecommendationQuerySerializer(data=request.query_params.dict())
+        params.is_valid(raise_exception=True)
         project = self.requested_project()
-        try:
-            share = Decimal(request.query_params.get("share", "0.5"))
-            if not share.is_finite() or not Decimal("0.05") <= share <= 1:
-                raise InvalidOperation
-        except InvalidOperation:
-            raise ValidationError({"share": ["Must be a number between 0.05 and 1."]}) from None
+        share = Decimal(str(params.validated_data.get("share", "0.5")))
         return Response({"results": [r.as_dict() for r in recommendations.recommend(project, share=share)]})

@@ -3,6 +3,8 @@ user's display-currency preference without an import cycle."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db import models
 
 
@@ -13,3 +15,9 @@ class Currency(models.TextChoices):
 
 
 SYMBOLS = {Currency.USD: "$", Currency.GBP: "£", Currency.EUR: "€"}
+
+
+def decimal_string(amount: Decimal) -> str:
+    """An exact decimal as a plain string: "0.0000000000", never "0E-10" as str() writes small
+    amounts (the API schema promises digits and a point; parsers of "1E-8" vary)."""
+    return format(amount, "f")

@@ -31,6 +31,7 @@ from benchmarks.models import BenchmarkResult, Model, Price
 from benchmarks.prices import base_price
 
 from .models import CostRollup
+from .money import decimal_string
 from .pricing import PriceBook
 
 WINDOW_DAYS = 30
@@ -56,7 +57,7 @@ class Recommendation:
 
     def as_dict(self) -> dict:
         data = asdict(self)
-        data["monthly_saving_usd"] = None if self.monthly_saving_usd is None else str(self.monthly_saving_usd)
+        data["monthly_saving_usd"] = None if self.monthly_saving_usd is None else decimal_string(self.monthly_saving_usd)
         return data
 
 
@@ -211,10 +212,10 @@ def recommend(project: Project, *, share: Decimal = Decimal("0.5"), now: datetim
                     "Prices: genai-prices' current list prices for the candidate, Pulse's price table for the current model.",
                 ],
                 numbers={
-                    "current_cost_per_request_usd": str(current_per_request.quantize(Decimal("1e-8"))),
-                    "candidate_cost_per_request_usd": str(per_request.quantize(Decimal("1e-8"))),
+                    "current_cost_per_request_usd": decimal_string(current_per_request.quantize(Decimal("1e-8"))),
+                    "candidate_cost_per_request_usd": decimal_string(per_request.quantize(Decimal("1e-8"))),
                     "monthly_requests": int(monthly_requests),
-                    "share": str(share),
+                    "share": decimal_string(share),
                     "candidate_provider": c.provider, "candidate_model": c.model,
                     "current_ttft_p50_ms": current_speed[0], "current_tps_p50": current_speed[1],
                     "candidate_ttft_p50_ms": candidate_speed[0], "candidate_tps_p50": candidate_speed[1],
@@ -264,6 +265,6 @@ def recommend(project: Project, *, share: Decimal = Decimal("0.5"), now: datetim
                 detail=("One model carries most of the cost: a price change or an outage of it hits the whole project. "
                         "Benchmark an alternative on the Benchmarks page and keep it ready as a fallback."),
                 assumptions=[f"Spend over the last {days} days: ${_money(total_cost)} in all, ${_money(top.cost_usd)} on {top.model}."],
-                numbers={"share": str(top_share.quantize(Decimal("0.001"))), "model_cost_usd": str(_money(top.cost_usd))},
+                numbers={"share": decimal_string(top_share.quantize(Decimal("0.001"))), "model_cost_usd": decimal_string(_money(top.cost_usd))},
             ))
     return sorted(found, key=lambda r: -(r.monthly_saving_usd or Decimal(0)))
