@@ -62,6 +62,7 @@ ALWAYS = {
 NOT_FOUND = "Not found among what you can see (an object, a `?project=`, or a page past the last)."
 BAD_INPUT = "Bad parameters or body: messages per field."
 UNSUPPORTED_MEDIA_TYPE = "The body's content type is not one the operation reads."
+TOO_LARGE = "The body is over the size limit (DATA_UPLOAD_MAX_MEMORY_SIZE); send less per request."
 
 
 class AutoSchema(openapi.AutoSchema):
@@ -126,6 +127,7 @@ class AutoSchema(openapi.AutoSchema):
         if "requestBody" in operation or query - {"page", "format"}:
             errors["400"] = BAD_INPUT
         if "requestBody" in operation:
+            errors["413"] = TOO_LARGE
             errors["415"] = UNSUPPORTED_MEDIA_TYPE
         return errors
 

@@ -232,10 +232,6 @@ REST_FRAMEWORK = {
         "api_token": env.str("API_THROTTLE_RATE", default="1200/min"),
         "ingest": env.str("INGEST_THROTTLE_RATE", default="6000/min"),  # requests; a batch is one
     },
-    # JSON bodies only (others: 415). Form encoding cannot say null, a list or an empty value
-    # (DRF reads an empty form field as absent), so the schema could not describe form bodies.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_PAGINATION_CLASS": "lib.pagination.PageNumberPagination",  # ?page= as documented
     "PAGE_SIZE": 50,
     # drf-spectacular's, plus the 4xx every operation can answer with (accounts/api_schema.py).
@@ -244,6 +240,8 @@ REST_FRAMEWORK = {
     + ([] if PRODUCTION else ["rest_framework.renderers.BrowsableAPIRenderer"]),
     "EXCEPTION_HANDLER": "accounts.api_errors.exception_handler",
     # JSON only (no endpoint takes forms or files: anything else is a 415), size- and depth-bounded.
+    # Form encoding cannot say null, a list or an empty value (DRF reads an empty form field as
+    # absent), so the schema could not describe form bodies either.
     "DEFAULT_PARSER_CLASSES": ["lib.json_parser.JSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 import schemathesis
 from celery.app.task import Task
-from django.urls import Resolver404, resolve
 from hypothesis import HealthCheck, settings
 
 from . import schema_fuzz
@@ -48,39 +45,6 @@ def served_schema() -> dict:
 
 
 schema = schemathesis.openapi.from_dict(served_schema())
-
-
-# Failures this test finds in what i10-inputs is fixing in parallel (issue 10, §2): ingestion's
-# 500s (non-JSON bodies, NUL bytes, out-of-range timestamps), out-of-range dates and OPTIONS on
-# the cost summary, and Django's HTML 404 page for /api/ URLs no route matches (e.g.
-# `/alerts/0.5`: the router's `[^/.]+` refuses the dot). Each one dropped is reported as a
-# warning, never silently.
-# Delete this hook once i10-inputs is merged: the test must then pass without it.
-def fixed_by_i10_inputs(case: schemathesis.Case, response: schemathesis.Response) -> bool:
-    path = case.operation.path
-    if response.status_code >= 500:
-        return (case.method == "POST" and path in {"/api/v1/events", "/api/v1/events/batch"}) or (
-            path in {"/api/v1/costs/summary", "/api/v1/costs/tokens"}
-            and (case.method == "OPTIONS" or {"from", "to"} & set(case.query or {}))
-        )
-    if response.status_code == 404 and "text/html" in response.headers.get("content-type", [""])[0]:
-        try:
-            resolve(urlsplit(response.request.url).path)
-        except Resolver404:
-            return True
-    return False
-
-
-@schema.hook
-def filter_failure(context, failure, case, response) -> bool:
-    if fixed_by_i10_inputs(case, response):
-        body = (response.request.body or b"")[:300]
-        warnings.warn(
-            f"left to i10-inputs: {case.method} {response.request.url} "
-            f"({response.request.headers.get('Content-Type', '')}) {body!r} -> {response.status_code}", stacklevel=1,
-        )
-        return False
-    return True
 
 
 @pytest.fixture
