@@ -235,7 +235,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    # DRF's JSON renderer, made unable to fail on a lone surrogate (lib/json_renderer.py).
+    "DEFAULT_RENDERER_CLASSES": ["lib.json_renderer.JSONRenderer"]
     + ([] if PRODUCTION else ["rest_framework.renderers.BrowsableAPIRenderer"]),
     "EXCEPTION_HANDLER": "accounts.api_errors.exception_handler",
     # JSON only (no endpoint takes forms or files: anything else is a 415), size- and depth-bounded.
