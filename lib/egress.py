@@ -13,7 +13,8 @@ opened: every client built here resolves the host itself, checks *every* address
 and connects only to the checked addresses; a redirect is a new connection and is checked the
 same way.
 
-- httpx, sync and async (`guarded_client`, `guarded_async_client`): an httpcore network backend
+- httpx, sync and async (`guarded_client` for webhooks and model discovery,
+  `guarded_async_client` kept for the gateway's upstreams): an httpcore network backend
   whose `connect_tcp` resolves, checks and connects to the IP. httpcore's TLS layer takes the
   server name from the request's origin, not from the backend, so SNI and certificate checks
   still use the host name (httpcore `_sync/connection.py`: `server_hostname=sni_hostname or
@@ -309,7 +310,9 @@ class GuardedTransport(httpx.HTTPTransport):
 
 
 class GuardedAsyncTransport(httpx.AsyncHTTPTransport):
-    """The async twin of GuardedTransport."""
+    """The async twin of GuardedTransport. Reserved for the gateway (issue 11), whose upstream
+    calls are async httpx: nothing in Pulse uses it yet except its tests, which hold it to the
+    same policy as the clients in use, so the gateway starts from a guarded transport."""
 
     def __init__(
         self, *, allow_private: bool, verify: Any = True, cert: Any = None, http2: bool = False,
@@ -343,7 +346,8 @@ def guarded_client(*, allow_private: bool, **httpx_kwargs: Any) -> httpx.Client:
 
 
 def guarded_async_client(*, allow_private: bool, **httpx_kwargs: Any) -> httpx.AsyncClient:
-    """An httpx.AsyncClient that connects only to allowed addresses."""
+    """An httpx.AsyncClient that connects only to allowed addresses. Reserved for the gateway's
+    upstream calls (issue 11); tested like the clients in use, unused by the apps until then."""
     transport, client = _client_kwargs(dict(httpx_kwargs))
     return httpx.AsyncClient(transport=GuardedAsyncTransport(allow_private=allow_private, **transport), **client)
 
