@@ -85,6 +85,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Right after SecurityMiddleware: JSON errors (404, 405, 413, 500…) under /api/ and /v1/.
     "lib.json_errors.JSONErrorsMiddleware",
+    # Before anything reads request.GET/POST: query strings are UTF-8 whatever charset is declared.
+    "lib.request_charset.UTF8RequestsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
