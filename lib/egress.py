@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -90,11 +91,22 @@ DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
 # How long a save (a web request) waits for the tenant's DNS before letting the URL through.
 SAVE_RESOLVE_TIMEOUT_S = 2.0
-# Threads that run blocking getaddrinfo() calls under a deadline. A lookup past its deadline
-# keeps its thread until the resolver gives up (getaddrinfo cannot be interrupted), so the pool
-# is bounded: a flood of slow names queues here, each caller still waits no longer than its
-# deadline, and web workers stay free.
-_RESOLVER_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="egress-resolve")
+
+
+def _new_resolver_pool() -> None:
+    """Threads that run blocking getaddrinfo() calls under a deadline. A lookup past its
+    deadline keeps its thread until the resolver gives up (getaddrinfo cannot be interrupted),
+    so the pool is bounded: a flood of slow names queues here, each caller still waits no longer
+    than its deadline, and web workers stay free. A forked process (Celery's prefork workers,
+    gunicorn's) gets a pool of its own: the parent's threads do not exist there, and its pool
+    would count them as idle and never run a lookup."""
+    global _RESOLVER_POOL
+    _RESOLVER_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="egress-resolve")
+
+
+_RESOLVER_POOL: ThreadPoolExecutor
+_new_resolver_pool()
+os.register_at_fork(after_in_child=_new_resolver_pool)
 
 
 class EgressRefused(httpx.ConnectError):

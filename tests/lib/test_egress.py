@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import ipaddress
+import multiprocessing
 import pickle
 import socket
 import ssl
@@ -431,3 +432,24 @@ def test_production_refuses_private_addresses_unless_the_operator_says_otherwise
 
     assert default.stdout.strip() == "False", default.stderr
     assert opted_in.stdout.strip() == "True", opted_in.stderr
+
+
+def test_a_forked_worker_resolves_with_its_own_threads():
+    """Celery's prefork workers and gunicorn's are forks: the parent's resolver threads do not
+    exist there, and a pool that counted them as idle would time out every lookup."""
+    egress.resolve("localhost", None, 2)  # the parent's pool now has a thread, idle
+    context = multiprocessing.get_context("fork")
+    answers = context.Queue()
+
+    def child() -> None:
+        try:
+            answers.put(sorted(egress.resolve("localhost", None, 2)))
+        except Exception as error:  # noqa: BLE001 (reported to the parent)
+            answers.put(repr(error))
+
+    worker = context.Process(target=child)
+    worker.start()
+    answer = answers.get(timeout=10)
+    worker.join(10)
+
+    assert isinstance(answer, list) and ("127.0.0.1" in answer or "::1" in answer), answer
