@@ -90,13 +90,21 @@ class TenantRolePermission(permissions.BasePermission):
         return True
 
 
+def _is_drf_class(klass: type) -> bool:
+    """GenericAPIView, GenericViewSet, the mixins…: DRF's own code, whose get_object() goes
+    through get_queryset()."""
+    return klass.__module__ == "rest_framework" or klass.__module__.startswith("rest_framework.")
+
+
 class TenantScopedViewSetMixin:
     """Every tenant-owned viewset inherits this; it owns get_queryset and the permissions.
 
     Subclasses set `queryset` to a model whose manager is a TenantQuerySet and may narrow it in
-    `safely_get_queryset()`, which receives the queryset already scoped to the caller. Overriding
-    `get_queryset` or `get_object` is refused when the class is defined (`__init_subclass__`), so
-    the scoping cannot be skipped by accident; it fails at import, not in production.
+    `safely_get_queryset()`, which receives the queryset already scoped to the caller. A
+    `get_queryset` or `get_object` anywhere in a subclass's MRO other than here and in DRF's own
+    classes behind this mixin is refused when the class is defined (`__init_subclass__`), so the
+    scoping cannot be skipped by accident; it fails at import, not in production. list(),
+    retrieve() and filter_queryset() may be overridden: they start from get_queryset().
     """
 
     # Methods through which a view could reach rows without the scoping above. DRF's own
@@ -113,16 +121,23 @@ class TenantScopedViewSetMixin:
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        # Everything ahead of this mixin in the MRO would win over it: the subclass itself and any
-        # mixin listed before this one.
-        ahead = cls.__mro__[: cls.__mro__.index(TenantScopedViewSetMixin)]
-        for klass in ahead:
+        # The whole MRO, not only what comes ahead of this mixin: the mixin defines no
+        # get_object(), so one in a base listed after it (but before DRF's GenericAPIView) would
+        # win too. DRF's own classes may define them only behind this mixin: GenericAPIView's
+        # get_object() looks up in get_queryset(), which resolves here; its get_queryset()
+        # ahead of the mixin would return every row.
+        mro = cls.__mro__
+        position = mro.index(TenantScopedViewSetMixin)
+        for index, klass in enumerate(mro):
+            if klass is TenantScopedViewSetMixin or (index > position and _is_drf_class(klass)):
+                continue
             for name in cls.GUARDED_METHODS:
                 if name in vars(klass):
+                    hint = " (list TenantScopedViewSetMixin before DRF's classes)" if _is_drf_class(klass) else ""
                     raise TypeError(
                         f"{klass.__name__}.{name}() would bypass tenant scoping in {cls.__name__}: "
-                        f"a TenantScopedViewSetMixin viewset may not override {name}(). Narrow the scoped "
-                        "queryset in safely_get_queryset(self, queryset) instead."
+                        f"a TenantScopedViewSetMixin viewset may not override {name}(){hint}. Narrow the "
+                        "scoped queryset in safely_get_queryset(self, queryset) instead."
                     )
 
     def get_permissions(self) -> list[permissions.BasePermission]:

@@ -85,6 +85,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Right after SecurityMiddleware: JSON errors (404, 405, 413, 500…) under /api/ and /v1/.
     "lib.json_errors.JSONErrorsMiddleware",
+    # Before anything reads request.GET/POST: query strings are UTF-8 whatever charset is declared.
+    "lib.request_charset.UTF8RequestsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -236,7 +238,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     # drf-spectacular's, plus the 4xx every operation can answer with (accounts/api_schema.py).
     "DEFAULT_SCHEMA_CLASS": "accounts.api_schema.AutoSchema",
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    # DRF's JSON renderer, made unable to fail on a lone surrogate (lib/json_renderer.py).
+    "DEFAULT_RENDERER_CLASSES": ["lib.json_renderer.JSONRenderer"]
     + ([] if PRODUCTION else ["rest_framework.renderers.BrowsableAPIRenderer"]),
     "EXCEPTION_HANDLER": "accounts.api_errors.exception_handler",
     # JSON only (no endpoint takes forms or files: anything else is a 415), size- and depth-bounded.

@@ -29,6 +29,7 @@ from rest_framework.settings import api_settings
 from accounts.api import TenantViewSet
 from accounts.models import User
 from lib.dates import DayParam
+from lib.json_renderer import JSONRenderer
 
 from .currency import Rates
 from .export import MONEY_PLACES, summary_csv_response
@@ -251,7 +252,7 @@ class CostSummaryViewSet(TenantViewSet):
         # for CSV — an error, OPTIONS, a 405 — is JSON (a download that fails should say why,
         # and CSVRenderer cannot render data).
         if isinstance(response, Response) and isinstance(getattr(request, "accepted_renderer", None), CSVRenderer):
-            request.accepted_renderer = renderers.JSONRenderer()
+            request.accepted_renderer = JSONRenderer()
             request.accepted_media_type = request.accepted_renderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
 

@@ -13,7 +13,8 @@ opened: every client built here resolves the host itself, checks *every* address
 and connects only to the checked addresses; a redirect is a new connection and is checked the
 same way.
 
-- httpx, sync and async (`guarded_client`, `guarded_async_client`): an httpcore network backend
+- httpx, sync and async (`guarded_client` for webhooks and model discovery,
+  `guarded_async_client` kept for the gateway's upstreams): an httpcore network backend
   whose `connect_tcp` resolves, checks and connects to the IP. httpcore's TLS layer takes the
   server name from the request's origin, not from the backend, so SNI and certificate checks
   still use the host name (httpcore `_sync/connection.py`: `server_hostname=sni_hostname or
@@ -26,18 +27,32 @@ The policy (`address_refusal`): only globally routable unicast addresses, after 
 embedded in IPv6 (mapped, compatible, 6to4, NAT64), and never a cloud metadata address.
 `allow_private=True` (operators' own providers; `TENANT_EGRESS_ALLOW_PRIVATE`; an organization
 switched in the admin for its self-hosted vLLM or Ollama) allows private and local addresses,
-but still not the metadata services: no benchmark or webhook has a reason to call them.
+but still not the metadata services nor anything link-local (169.254.0.0/16, fe80::/10: where
+metadata services, AWS's time sync and the VPC's DNS resolver live): no benchmark or webhook
+has a reason to call them, and a self-hosted model is on a routed network.
 
 A refusal raises `EgressRefused`, an `httpx.ConnectError`, so code that handles connection
 failures keeps working; callers that want to say more (an error kind of its own, a permanent
-webhook failure) catch it first. Its message names the host and the address, never a response.
+webhook failure) catch it first. Its message is shown to the tenant (a field error, a result's
+or a delivery's error): it names the host they typed and the class of address, never the
+address a name resolved to (that would let a tenant map the internal DNS: "redis.default.svc…
+is 10.0.3.7") and never a response. The address is logged (a warning) for operators.
+
+Resolving takes as long as the tenant's DNS server wants, so it runs in a small shared thread
+pool with a deadline: at save time (`refusal`) a name that does not resolve within
+SAVE_RESOLVE_TIMEOUT_S passes like one that does not resolve (the connection is checked
+anyway), and on the sync httpx client resolving counts against the connect timeout.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
+import os
 import socket
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,6 +61,8 @@ import anyio
 import httpcore
 import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
+
+logger = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -72,17 +89,45 @@ _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated, but still route
 
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
+# How long a save (a web request) waits for the tenant's DNS before letting the URL through.
+SAVE_RESOLVE_TIMEOUT_S = 2.0
+
+
+def _new_resolver_pool() -> None:
+    """Threads that run blocking getaddrinfo() calls under a deadline. A lookup past its
+    deadline keeps its thread until the resolver gives up (getaddrinfo cannot be interrupted),
+    so the pool is bounded: a flood of slow names queues here, each caller still waits no longer
+    than its deadline, and web workers stay free. A forked process (Celery's prefork workers,
+    gunicorn's) gets a pool of its own: the parent's threads do not exist there, and its pool
+    would count them as idle and never run a lookup."""
+    global _RESOLVER_POOL
+    _RESOLVER_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="egress-resolve")
+
+
+_RESOLVER_POOL: ThreadPoolExecutor
+_new_resolver_pool()
+os.register_at_fork(after_in_child=_new_resolver_pool)
+
 
 class EgressRefused(httpx.ConnectError):
     """Pulse will not connect to this host: it is (or resolves to) a refused address."""
 
     def __init__(self, host: str, address: str, reason: str) -> None:
+        # `address` is for operators (logs, the attribute), never for the message: see above.
         self.host, self.address, self.reason = host, address, reason
-        shown = host if host == address else f"{host} ({address})"
-        super().__init__(f"{shown} is {reason}; Pulse does not send requests there.")
+        verb = "is" if _is_ip_literal(host) else "resolves to"
+        super().__init__(f"{host} {verb} {reason}; Pulse does not send requests there.")
 
     def __reduce__(self) -> tuple:  # picklable (e.g. by a task queue) despite its own arguments
         return (type(self), (self.host, self.address, self.reason))
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 # -- the policy -------------------------------------------------------------------------------
@@ -108,7 +153,9 @@ def address_refusal(ip: IPAddress, *, allow_private: bool) -> str | None:
     if ip in METADATA_ADDRESSES or reached in METADATA_ADDRESSES:
         return "a cloud metadata address"
     if allow_private:
-        return None
+        # Private networks are allowed for a self-hosted model; link-local is not a network
+        # anyone hosts one on, and holds metadata services beyond the listed ones.
+        return "a link-local address" if reached.is_link_local else None
     # is_global alone lets multicast, site-local and some reserved IPv6 ranges through.
     site_local = isinstance(reached, ipaddress.IPv6Address) and reached.is_site_local
     if not reached.is_global or reached.is_multicast or reached.is_reserved or site_local:
@@ -121,16 +168,29 @@ def check_addresses(host: str, addresses: Iterable[str], *, allow_private: bool)
     the first: which one a client picks is not ours to predict."""
     for address in addresses:
         try:
-            ip = ipaddress.ip_address(address)
-        except ValueError as error:
-            raise EgressRefused(host, address, "not an IP address") from error
-        reason = address_refusal(ip, allow_private=allow_private)
+            reason = address_refusal(ipaddress.ip_address(address), allow_private=allow_private)
+        except ValueError:
+            reason = "an unrecognized address"
         if reason:
+            logger.warning("Egress refused: %s -> %s is %s (allow_private=%s)", host, address, reason, allow_private)
             raise EgressRefused(host, address, reason)
 
 
 def _unique(addresses: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(addresses))
+
+
+def resolve(host: str, port: int | None, timeout: float | None) -> list[str]:
+    """The addresses `host` resolves to (blocking getaddrinfo, in the resolver pool), each once.
+    Raises TimeoutError after `timeout` seconds (None: wait), OSError/UnicodeError as
+    getaddrinfo does."""
+    future = _RESOLVER_POOL.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        infos = future.result(timeout=timeout)
+    except FutureTimeout:
+        future.cancel()  # still queued behind other slow lookups: never run it
+        raise TimeoutError(f"Resolving {host} took longer than {timeout:g} s") from None
+    return _unique(str(info[4][0]) for info in infos)
 
 
 def refusal(url: str, *, allow_private: bool) -> str | None:
@@ -144,11 +204,11 @@ def refusal(url: str, *, allow_private: bool) -> str | None:
     if not host:
         return "The URL has no host."
     try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError, ValueError):
+        addresses = resolve(host, None, SAVE_RESOLVE_TIMEOUT_S)
+    except (OSError, UnicodeError, ValueError):  # TimeoutError is an OSError: slow is let through too
         return None
     try:
-        check_addresses(host, _unique(info[4][0] for info in infos), allow_private=allow_private)
+        check_addresses(host, addresses, allow_private=allow_private)
     except EgressRefused as refused:
         return str(refused)
     return None
@@ -173,10 +233,11 @@ class GuardedBackend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            addresses = resolve(host, port, timeout)  # part of connecting, and of its timeout
+        except TimeoutError as error:
+            raise httpcore.ConnectTimeout(str(error)) from error
         except (OSError, UnicodeError) as error:
             raise httpcore.ConnectError(f"Cannot resolve {host}: {error}") from error
-        addresses = _unique(info[4][0] for info in infos)
         check_addresses(host, addresses, allow_private=self.allow_private)
         last_error: Exception | None = None
         for address in addresses:  # the checked address is the one connected to
@@ -261,7 +322,9 @@ class GuardedTransport(httpx.HTTPTransport):
 
 
 class GuardedAsyncTransport(httpx.AsyncHTTPTransport):
-    """The async twin of GuardedTransport."""
+    """The async twin of GuardedTransport. Reserved for the gateway (issue 11), whose upstream
+    calls are async httpx: nothing in Pulse uses it yet except its tests, which hold it to the
+    same policy as the clients in use, so the gateway starts from a guarded transport."""
 
     def __init__(
         self, *, allow_private: bool, verify: Any = True, cert: Any = None, http2: bool = False,
@@ -295,7 +358,8 @@ def guarded_client(*, allow_private: bool, **httpx_kwargs: Any) -> httpx.Client:
 
 
 def guarded_async_client(*, allow_private: bool, **httpx_kwargs: Any) -> httpx.AsyncClient:
-    """An httpx.AsyncClient that connects only to allowed addresses."""
+    """An httpx.AsyncClient that connects only to allowed addresses. Reserved for the gateway's
+    upstream calls (issue 11); tested like the clients in use, unused by the apps until then."""
     transport, client = _client_kwargs(dict(httpx_kwargs))
     return httpx.AsyncClient(transport=GuardedAsyncTransport(allow_private=allow_private, **transport), **client)
 

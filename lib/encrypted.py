@@ -8,7 +8,8 @@ field's attribute (`Target(api_key="sk-…")`, `objects.create(...)`, `bulk_crea
 `target.api_key = raw`) is encrypted there and then, so the attribute always holds an
 EncryptedSecret (`.reveal()` works before and after saving) and a save writes what it holds;
 plaintext reaching the database another way (`.update(api_key=raw)`) is encrypted by
-`get_prep_value`. An EncryptedSecret is never encrypted again, so saving twice or copying a
+`get_prep_value`. Deserialized values (loaddata, data imports) arrive as plain strings either
+way, so `to_python` tells them apart by shape: a Fernet token is kept, anything else encrypted. An EncryptedSecret is never encrypted again, so saving twice or copying a
 value from one row to another cannot double-encrypt. `""` stays `""` (no secret).
 """
 
@@ -83,8 +84,10 @@ def as_secret(value: object) -> EncryptedSecret | None:
 
 def is_fernet_token(value: str) -> bool:
     """Whether `value` has the shape of a Fernet token, whichever key made it. Only for telling
-    rows written in clear (before the field encrypted by itself) from ciphertext in a data
-    migration: a token made with a key since rotated away is still ciphertext, not a key."""
+    plaintext from ciphertext where a value comes without its type: rows written in clear
+    (before the field encrypted by itself) in a data migration, and deserialized values
+    (`to_python`). A token made with a key since rotated away is still ciphertext, not a key;
+    no provider's key or signing secret has this shape (version byte 0x80, whole AES blocks)."""
     try:
         raw = base64.b64decode(value.encode("ascii"), altchars=b"-_", validate=True)
     except (UnicodeEncodeError, binascii.Error, ValueError):
@@ -124,11 +127,18 @@ class EncryptedSecretField(models.TextField):
         return None if value is None else EncryptedSecret(value)
 
     def to_python(self, value: Any) -> EncryptedSecret | None:
-        # Deserialization (loaddata) and full_clean() call this with the serialized form, which
-        # is the stored ciphertext (value_to_string), or with the attribute's EncryptedSecret.
+        # full_clean() calls this with the attribute's EncryptedSecret. Deserialization
+        # (loaddata, the python and JSON serializers) calls it with a plain string: the
+        # ciphertext a dump wrote (value_to_string), or plaintext a hand-written fixture or a
+        # data import put there. Taking every string as ciphertext stored such plaintext as it
+        # was and the next reveal() failed, so only a string shaped like a Fernet token counts
+        # as ciphertext (whichever key made it: a rotated-away one is still not a secret in
+        # clear); anything else is encrypted here.
         if value is None or isinstance(value, EncryptedSecret):
             return value
-        return EncryptedSecret(value)
+        if isinstance(value, str) and is_fernet_token(value):
+            return EncryptedSecret(value)
+        return as_secret(value)
 
     def get_prep_value(self, value: Any) -> str | None:
         # Not TextField's: that goes through to_python, which takes strings as ciphertext. Here a

@@ -58,7 +58,9 @@ class TokenCountSource(StrEnum):
 @dataclass(frozen=True)
 class StreamRequest:
     base_url: str
-    api_key: str
+    # Out of every repr (tracebacks, logs, Sentry's captured locals show the dataclass and any
+    # RunTarget holding it); compared and hashed as usual.
+    api_key: str = field(repr=False)
     model: str
     prompt: str
     max_tokens: int = 256

@@ -90,7 +90,8 @@ def test_a_webhook_name_that_rebinds_after_the_save_is_refused_at_connect_time(p
     delivery.refresh_from_db()
     assert lookups == [PUBLIC_STAND_IN, "127.0.0.1"]
     assert delivery.status == Delivery.Status.FAILED and delivery.attempts == 1
-    assert delivery.last_error.startswith("hooks.attacker.example (127.0.0.1) is a private, local or reserved address")
+    assert delivery.last_error.startswith("hooks.attacker.example resolves to a private, local or reserved address")
+    assert "127.0.0.1" not in delivery.last_error
     assert internal.hits == []
 
 
@@ -119,6 +120,19 @@ def test_metadata_addresses_stay_refused_for_an_allowed_organization(personas, a
     )
 
     assert response.status_code == 400 and "cloud metadata address" in response.json()["url"][0]
+
+
+def test_link_local_stays_refused_for_an_allowed_organization(personas, api_as):
+    personas.org.allow_private_egress = True
+    personas.org.save()
+
+    response = api_as("owner").post(
+        "/api/v1/webhooks",
+        {"organization": str(personas.org.uuid), "name": "Time sync", "url": "http://169.254.169.123/hook"},
+        format="json",
+    )
+
+    assert response.status_code == 400 and "a link-local address" in response.json()["url"][0]
 
 
 def test_the_secret_of_an_internal_service_is_never_in_the_delivery_log(personas, internal):

@@ -93,7 +93,8 @@ def test_the_page_refuses_a_private_base_url_on_its_field(private_refused, perso
     assert response.status_code == 400
     errors = response.context["form"].errors
     assert list(errors) == ["base_url"]
-    assert errors["base_url"][0].startswith("localhost (127.0.0.1) is a private, local or reserved address")
+    assert errors["base_url"][0].startswith("localhost resolves to a private, local or reserved address")
+    assert "127.0.0.1" not in errors["base_url"][0]  # what a name resolves to stays server-side
     assert not Target.objects.filter(name="Inside").exists()
 
 
@@ -109,6 +110,18 @@ def test_an_allowed_organization_may_save_a_private_base_url_but_never_a_metadat
 
     assert ours.status_code == 201, ours.content
     assert metadata.status_code == 400 and "cloud metadata address" in metadata.json()["base_url"][0]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("base_url", ["http://169.254.169.123/v1", "http://169.254.10.10:8000/v1", "http://[fe80::1]:8000/v1"])
+def test_an_allowed_organization_may_never_save_a_link_local_base_url(private_refused, personas, api_as, base_url):
+    personas.org.allow_private_egress = True
+    personas.org.save()
+
+    response = api_as("member").post(f"{API}/targets", target_body(personas, base_url=base_url), format="json")
+
+    assert response.status_code == 400, response.content
+    assert "a link-local address" in response.json()["base_url"][0]
 
 
 @pytest.mark.django_db
@@ -148,7 +161,7 @@ def test_running_a_target_at_a_local_service_is_refused_and_quotes_nothing(priva
     [result] = run_target(personas.org, internal.url("/v1", host=host))
 
     assert (result.success, result.error_kind) == (False, ErrorKind.EGRESS_REFUSED)
-    assert "is a private, local or reserved address; Pulse does not send requests there." in result.error_message
+    assert result.error_message.endswith("a private, local or reserved address; Pulse does not send requests there.")
     assert INTERNAL_SECRET not in result.error_message and result.status_code is None
     assert internal.hits == []
 
@@ -168,7 +181,8 @@ def test_a_target_name_that_rebinds_after_the_save_is_refused_at_connect_time(pr
 
     result = BenchmarkResult.objects.get(run=run)
     assert result.error_kind == ErrorKind.EGRESS_REFUSED
-    assert result.error_message.startswith("llm.attacker.example (127.0.0.1) is a private, local or reserved")
+    assert result.error_message.startswith("llm.attacker.example resolves to a private, local or reserved")
+    assert "127.0.0.1" not in result.error_message
     assert internal.hits == []
 
 

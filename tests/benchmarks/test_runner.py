@@ -262,3 +262,16 @@ def test_run_targets_can_be_awaited_inside_a_running_loop(simulator):
 
     [(_, m)] = asyncio.run(main())
     assert m.success
+
+
+def test_no_repr_of_a_request_or_target_shows_its_api_key():
+    """Tracebacks, logs and Sentry's captured locals print these dataclasses."""
+    secret = "sk-live-never-in-a-repr-123"
+    request = StreamRequest(base_url="https://llm.example.com/v1", api_key=secret, model="m", prompt=PROMPT)
+    run_target = RunTarget(key="k", kind="openai_compatible", request=request)
+
+    for shown in (repr(request), str(request), repr(run_target), str(run_target), repr([run_target])):
+        assert secret not in shown
+        assert "llm.example.com" in shown  # the rest is still there to debug with
+    assert request.api_key == secret
+    assert request == StreamRequest(base_url="https://llm.example.com/v1", api_key=secret, model="m", prompt=PROMPT)

@@ -18,6 +18,7 @@ from django.http import HttpResponse
 from django.test import Client
 from django.urls import include, path
 from django.views.decorators.http import require_POST
+from rest_framework.exceptions import ValidationError
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
@@ -42,6 +43,15 @@ class CrashingApiView(APIView):
         raise RuntimeError("boom")
 
 
+class SurrogateEchoApiView(APIView):
+    """Quotes a lone surrogate in a validation message, as DRF's own fields do with bad input."""
+
+    permission_classes = []
+
+    def get(self, request):
+        raise ValidationError({"kind": ['"\ud800" is not a valid choice.']})
+
+
 @require_POST
 def post_only(request):
     return HttpResponse("ok")
@@ -52,6 +62,7 @@ urlpatterns = [
     path("api/v1/test-crash", crash),
     path("api/v1/test-drf-crash", CrashingApiView.as_view()),
     path("api/v1/test-post-only", post_only),
+    path("api/v1/test-surrogate", SurrogateEchoApiView.as_view()),
     path("v1/test-crash", crash),
     path("test-crash/", crash),
     path("", include("config.urls")),
@@ -94,6 +105,14 @@ def test_an_uncaught_exception_under_the_api_is_a_json_500(url):
     response = Client(raise_request_exception=False).get(url)
     assert assert_json_error(response, 500)["detail"] == "A server error occurred."
     assert b"boom" not in response.content  # nothing of the exception leaks
+
+
+@with_failing_views
+def test_a_lone_surrogate_quoted_in_an_error_is_rendered_not_a_500():
+    response = APIClient().get("/api/v1/test-surrogate")
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"kind": ['"\ud800" is not a valid choice.']}
 
 
 @with_failing_views

@@ -691,3 +691,58 @@ def test_a_lone_surrogate_anywhere_else_in_the_api_is_a_400(api_as, personas, ur
     response = api_as("owner").generic("POST", url, body.replace("%s", str(personas.org.uuid)).encode(), content_type="application/json")
     assert response.status_code == 400, response.content
     assert "surrogate" in response.json()["detail"]
+
+
+# ----------------------------------------------------------------------------- JSON is UTF-8 (RFC 8259)
+
+# Bodies that decode to a lone surrogate with no \u escape in the decoded text, if decoded by the
+# charset they declare: the surrogate check never ran, DRF quoted the value in its error message
+# and rendering that message was a 500.
+SURROGATE_BY_CHARSET = [
+    ("utf-7", b'"+2AA-"'),
+    ("raw_unicode_escape", b'"\\ud800"'),
+    ("UTF-16", '"x"'.encode("utf-16")),
+    ("latin-1", b'"caf\xe9"'),
+]
+
+
+@pytest.mark.parametrize("charset,value", SURROGATE_BY_CHARSET)
+def test_a_json_body_in_another_charset_than_utf8_is_a_json_415(api_as, personas, charset, value):
+    body = b'{"organization": "%s", "name": "t", "kind": %s, "base_url": "https://llm.example.com/v1", "model_names": ["m"]}' % (
+        str(personas.org.uuid).encode(), value,
+    )
+    response = api_as("owner").generic(
+        "POST", "/api/v1/benchmarks/targets", body, content_type=f"application/json; charset={charset}"
+    )
+    assert response.status_code == 415, response.content
+    assert response["Content-Type"] == "application/json"
+    assert "UTF-8" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("url", [URL, BATCH_URL])
+@pytest.mark.parametrize("charset", ["utf-7", "raw_unicode_escape", "latin-1", "utf-16", "bogus"])
+def test_ingestion_refuses_other_charsets_with_a_415_too(ingest_client, personas, url, charset):
+    body = event(model="+2AA-") if url == URL else {"events": [event(model="+2AA-")]}
+    response = post_raw(ingest_client, url, json.dumps(body), content_type=f"application/json; charset={charset}")
+    assert response.status_code == 415, response.content
+    assert response["Content-Type"] == "application/json"
+    assert stored(personas) == 0
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/json", "application/json; charset=utf-8", "application/json; charset=UTF-8",
+    "application/json;charset=UTF8", 'application/json; charset="utf-8"',
+])
+def test_utf8_declared_or_not_is_accepted(ingest_client, personas, content_type):
+    response = post_raw(ingest_client, URL, json.dumps(event(model="caf\u00e9"), ensure_ascii=False), content_type=content_type)
+    assert response.status_code == 202, response.content
+    assert CostEvent.objects.dangerously_unscoped().get().model == "caf\u00e9"
+
+
+@pytest.mark.parametrize("raw", [b"caf\xe9", b"\xed\xa0\x80", b"\xff\xfe"])  # latin-1, an encoded surrogate, a stray byte
+def test_bytes_that_are_not_utf8_are_a_400_whatever_the_endpoint(api_as, ingest_client, personas, raw):
+    body = b'{"provider": "acme-ai", "model": "%s"}' % raw
+    assert ingest_client.generic("POST", URL, body, content_type="application/json").status_code == 400
+    response = api_as("owner").generic("POST", "/api/v1/organizations", b'{"name": "%s"}' % raw, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert stored(personas) == 0

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import multiprocessing
 import pickle
+import socket
 import ssl
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -119,14 +124,52 @@ def test_allowing_private_addresses_allows_them(address):
     assert refusal_of(address, allow_private=True) is None
 
 
+LINK_LOCAL = {
+    "link-local v4, not a listed metadata address": "169.254.1.1",
+    "AWS time sync": "169.254.169.123",
+    "AWS VPC DNS resolver": "169.254.169.253",
+    "link-local v4, top of the range": "169.254.255.254",
+    "link-local v6": "fe80::1",
+    "link-local v6, top of fe80::/10": "febf::1",
+    "IPv4-mapped link-local": "::ffff:169.254.10.10",
+    "NAT64 of link-local": "64:ff9b::169.254.0.1",
+}
+
+
+@pytest.mark.parametrize("address", LINK_LOCAL.values(), ids=LINK_LOCAL.keys())
+def test_link_local_is_refused_even_where_private_addresses_are_allowed(address):
+    assert refusal_of(address) == "a private, local or reserved address"
+    assert refusal_of(address, allow_private=True) == "a link-local address"
+
+
 def test_one_refused_address_in_an_answer_refuses_the_host():
     with pytest.raises(egress.EgressRefused) as refused:
         egress.check_addresses("mixed.example", [PUBLIC_STAND_IN, "127.0.0.1"], allow_private=False)
 
     assert str(refused.value) == (
-        "mixed.example (127.0.0.1) is a private, local or reserved address; Pulse does not send requests there."
+        "mixed.example resolves to a private, local or reserved address; Pulse does not send requests there."
     )
     assert isinstance(refused.value, httpx.ConnectError)  # handled wherever connection errors are
+
+
+def test_a_refusal_never_tells_the_tenant_what_a_name_resolved_to_but_logs_it(caplog):
+    """The message reaches the tenant (field errors, result and delivery errors): naming the
+    resolved address would let them map the internal DNS one name at a time."""
+    with caplog.at_level("WARNING", logger="lib.egress"), pytest.raises(egress.EgressRefused) as refused:
+        egress.check_addresses("redis.default.svc.cluster.local", ["10.0.3.7"], allow_private=False)
+
+    assert "10.0.3.7" not in str(refused.value)
+    assert str(refused.value).startswith("redis.default.svc.cluster.local resolves to a private, local or reserved")
+    assert refused.value.address == "10.0.3.7"  # for operators
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "redis.default.svc.cluster.local" in caplog.text and "10.0.3.7" in caplog.text
+
+
+def test_an_ip_the_tenant_typed_is_named_as_typed():
+    with pytest.raises(egress.EgressRefused) as refused:
+        egress.check_addresses("169.254.169.254", ["169.254.169.254"], allow_private=True)
+
+    assert str(refused.value) == "169.254.169.254 is a cloud metadata address; Pulse does not send requests there."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,6 +196,64 @@ def test_public_and_unresolvable_urls_pass_at_save_and_a_url_needs_a_host():
     assert egress.refusal("https://no-such-host.invalid/v1", allow_private=False) is None  # fails at connect
     assert egress.refusal("http:///v1", allow_private=False) == "The URL has no host."
     assert egress.refusal("http://[::1/v1", allow_private=False) is None  # URL validators report it, not a 500
+
+
+def test_the_save_time_check_also_hides_the_resolved_address(monkeypatch):
+    with rebinding_dns(monkeypatch, "redis.default.svc.cluster.local", ["10.0.3.7"]):
+        message = egress.refusal("http://redis.default.svc.cluster.local:6379/", allow_private=False)
+
+    assert message == (
+        "redis.default.svc.cluster.local resolves to a private, local or reserved address; "
+        "Pulse does not send requests there."
+    )
+
+
+@pytest.fixture
+def slow_dns(monkeypatch):
+    """A name whose DNS server answers (127.0.0.1) only when the test releases it, or after
+    5 s: a tenant's own slow resolver."""
+    release = threading.Event()
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if (host.decode() if isinstance(host, bytes) else host) != "slow.attacker.example":
+            return real(host, port, *args, **kwargs)
+        release.wait(5)
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", int(port or 0)))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield
+    release.set()
+
+
+def test_a_slow_dns_answer_does_not_hold_a_save_and_passes_like_an_unresolvable_name(slow_dns, monkeypatch):
+    monkeypatch.setattr(egress, "SAVE_RESOLVE_TIMEOUT_S", 0.2)
+    started = time.monotonic()
+
+    assert egress.refusal("http://slow.attacker.example/v1", allow_private=False) is None  # checked at connect
+    assert time.monotonic() - started < 2
+
+
+def test_a_slow_dns_answer_counts_against_the_sync_clients_connect_timeout(slow_dns):
+    started = time.monotonic()
+    with pytest.raises(httpx.ConnectTimeout, match="slow.attacker.example"):
+        with egress.guarded_client(allow_private=False, timeout=0.2) as client:
+            client.get("http://slow.attacker.example/")
+
+    assert time.monotonic() - started < 2
+
+
+def test_lookups_queued_behind_slow_ones_keep_their_deadline(slow_dns, monkeypatch):
+    """More slow names than resolver threads: every caller still gets its answer (None) in time."""
+    monkeypatch.setattr(egress, "SAVE_RESOLVE_TIMEOUT_S", 0.2)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=12) as callers:
+        answers = list(callers.map(
+            lambda _: egress.refusal("http://slow.attacker.example/", allow_private=False), range(12)
+        ))
+
+    assert answers == [None] * 12
+    assert time.monotonic() - started < 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +320,8 @@ def test_dns_rebinding_is_refused_at_connect_time(internal, get, monkeypatch):
             get(url, allow_private=False)
 
     assert lookups == [PUBLIC_STAND_IN, "127.0.0.1"]  # the connection made its own lookup
-    assert str(refused.value).startswith("rebind.attacker.example (127.0.0.1) is a private, local or reserved")
+    assert str(refused.value).startswith("rebind.attacker.example resolves to a private, local or reserved")
+    assert "127.0.0.1" not in str(refused.value)
     assert internal.hits == []
 
 
@@ -269,7 +371,7 @@ def test_a_refusal_survives_pickling_with_its_details():
     refused = pickle.loads(pickle.dumps(original))  # noqa: S301 (our own bytes)
 
     assert (refused.host, refused.address) == ("db.internal", "10.0.0.5")
-    assert str(refused) == "db.internal (10.0.0.5) is a private, local or reserved address; Pulse does not send requests there."
+    assert str(refused) == "db.internal resolves to a private, local or reserved address; Pulse does not send requests there."
 
 
 def certificate_for(name: str, directory: Path) -> tuple[Path, Path]:
@@ -320,3 +422,24 @@ def test_production_refuses_private_addresses_unless_the_operator_says_otherwise
 
     assert default.stdout.strip() == "False", default.stderr
     assert opted_in.stdout.strip() == "True", opted_in.stderr
+
+
+def test_a_forked_worker_resolves_with_its_own_threads():
+    """Celery's prefork workers and gunicorn's are forks: the parent's resolver threads do not
+    exist there, and a pool that counted them as idle would time out every lookup."""
+    egress.resolve("localhost", None, 2)  # the parent's pool now has a thread, idle
+    context = multiprocessing.get_context("fork")
+    answers = context.Queue()
+
+    def child() -> None:
+        try:
+            answers.put(sorted(egress.resolve("localhost", None, 2)))
+        except Exception as error:  # noqa: BLE001 (reported to the parent)
+            answers.put(repr(error))
+
+    worker = context.Process(target=child)
+    worker.start()
+    answer = answers.get(timeout=10)
+    worker.join(10)
+
+    assert isinstance(answer, list) and ("127.0.0.1" in answer or "::1" in answer), answer

@@ -6,6 +6,7 @@ rotate, and no repr shows a secret."""
 from __future__ import annotations
 
 import importlib
+import json
 
 import pytest
 from cryptography.fernet import Fernet
@@ -205,3 +206,31 @@ def test_the_data_migrations_encrypt_rows_stored_in_clear_and_only_those(persona
     if app == "benchmarks":
         assert decrypt(stored(Provider, provider.pk)) == "sk-ant-plain"
     assert encrypt_plaintext_rows(model, column) == 0  # a second run finds nothing left to do
+
+
+@pytest.mark.parametrize("format_", ["json", "python"])
+def test_a_fixture_with_a_plaintext_secret_is_encrypted_when_loaded(personas, format_):
+    """A hand-written fixture or a data import gives the key in clear; loading it must store
+    ciphertext that reveals, not the plaintext (which reveal() then refused)."""
+    target = make_target(personas, api_key="sk-old")
+    rows = serializers.serialize("python", Target.objects.filter(pk=target.pk))
+    rows[0]["fields"]["api_key"] = SECRET
+    dumped = rows if format_ == "python" else json.dumps(rows, default=str)
+    loaded = next(serializers.deserialize(format_, dumped))
+    assert isinstance(loaded.object.api_key, EncryptedSecret) and loaded.object.api_key.reveal() == SECRET
+    loaded.save()
+    column = stored(Target, target.pk)
+    assert SECRET not in column and is_fernet_token(column) and decrypt(column) == SECRET
+    assert Target.objects.get(pk=target.pk).api_key.reveal() == SECRET
+
+
+def test_to_python_keeps_ciphertext_and_encrypts_anything_else():
+    field = Target._meta.get_field("api_key")
+    other_key = Fernet(Fernet.generate_key()).encrypt(b"sk-rotated-away").decode()
+    for ciphertext in (encrypt(SECRET), str(encrypt(SECRET)), other_key):
+        assert field.to_python(ciphertext) == ciphertext  # never encrypted twice
+    plain = field.to_python(SECRET)
+    assert isinstance(plain, EncryptedSecret) and plain != SECRET and plain.reveal() == SECRET
+    assert field.to_python("") == "" and field.to_python(None) is None
+    with pytest.raises(TypeError, match="must be a string"):
+        field.to_python(12345)
