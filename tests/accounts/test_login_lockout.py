@@ -11,10 +11,12 @@ in through the same page.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.conf import settings
-from django.core import mail
-from django.test import Client, override_settings
+from django.core import mail, signing
+from django.test import Client, RequestFactory, override_settings
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
@@ -269,6 +271,27 @@ def test_the_device_cookie_is_signed_httponly_and_long_lived(user):
     # Two sign-ins are two devices: failures of one never count against the other.
     again = sign_in(user.email, PASSWORD, OWNER, Client(REMOTE_ADDR=OWNER))
     assert again.cookies[devices.COOKIE_NAME].value != cookie.value
+
+
+def test_a_device_cookie_is_known_only_for_its_own_account_and_only_for_a_year(user, monkeypatch):
+    other = make_user("someone@c.example")
+    signer = signing.get_cookie_signer(salt=devices.COOKIE_NAME + devices.SALT)  # as set_signed_cookie
+    fresh = signer.sign(f"{user.pk}:device-1")
+    now = time.time()
+    with monkeypatch.context() as past:
+        past.setattr(signing.time, "time", lambda: now - devices.MAX_AGE - 60)
+        expired = signer.sign(f"{user.pk}:device-1")
+
+    def known(cookie: str, email: str) -> str | None:
+        request = RequestFactory().post("/accounts/login/")
+        request.COOKIES[devices.COOKIE_NAME] = cookie
+        return devices.known_device(request, email)
+
+    assert known(fresh, user.email) == known(fresh, user.email.upper()) == "device-1"
+    assert known(fresh, other.email) is None
+    assert known(expired, user.email) is None
+    assert known(signer.sign("not-a-uuid:device-1"), user.email) is None
+    assert known(fresh.replace("device-1", "device-2"), user.email) is None  # signature broken
 
 
 def test_signing_in_by_emailed_code_also_marks_the_device(user):
