@@ -6,28 +6,15 @@ from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core.exceptions import ImmediateHttpResponse
-from allauth.core.internal import ratelimit
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 
-from . import emails, magic_link
+from . import devices, emails, magic_link, signin_limits
 from .models import User
 
 PENDING_INVITATION_SESSION_KEY = "pending_invitation"
-
-# Failed password sign-ins, counted by pre_authenticate() below (rates in ACCOUNT_RATE_LIMITS).
-LOGIN_FAILED = "login_failed"  # per address, and per (account, address)
-LOGIN_FAILED_ACCOUNT = "login_failed_account"  # per account, from every address together
-TOO_MANY_FROM_HERE = (
-    "Too many failed sign-in attempts from your network. Wait a few minutes and try again, "
-    "or sign in with a code sent by email."
-)
-TOO_MANY_FOR_ACCOUNT = (
-    "This account has had too many failed sign-in attempts. Sign in with a code sent by email, "
-    "or reset your password; password sign-in opens again within the hour."
-)
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -51,32 +38,28 @@ class AccountAdapter(DefaultAccountAdapter):
         """Keep password guessing out without letting anyone lock a person out.
 
         allauth counts failures per account ("5/5m/key" on the email), so five wrong passwords
-        from anywhere locked the account for everyone. Here the per-account count is per
-        (account, address): an attacker's failures lock only the attacker's address. A per-address
-        limit over all accounts stops one address from spraying many, and a generous ceiling per
-        account stops a guess spread over many addresses; even then the emailed code still signs
-        the owner in. Refusals are a 429 with a page that says which limit was hit.
+        from anywhere locked the account for everyone. accounts/signin_limits.py counts them per
+        known device, or else per address and (account, address) under a per-account ceiling.
+        Refusals are a 429 with a page that says which limit was hit and how to get in anyway.
         """
         login = str(credentials.get("email", credentials.get("username", ""))).strip().lower()
-        address = ratelimit.get_ip(request)
-        here = ratelimit.consume(request, app="allauth.account", action=LOGIN_FAILED, key=f"{login}|{address}")
-        if not here:
-            raise ImmediateHttpResponse(self.too_many_attempts(request, TOO_MANY_FROM_HERE))
-        account = ratelimit.consume(request, app="allauth.account", action=LOGIN_FAILED_ACCOUNT, key=login)
-        if not account:
-            here.rollback()  # refused before checking the password: not a failure from here
-            raise ImmediateHttpResponse(self.too_many_attempts(request, TOO_MANY_FOR_ACCOUNT))
-        # allauth's authenticate() rolls this usage back when the password is right, so only
-        # failures count (the attribute is allauth's own, 65.x).
-        self._login_failed_rl_usage = ratelimit.RateLimitUsage(usage=[*here.usage, *account.usage])
+        try:
+            # allauth's authenticate() rolls this usage back when the password is right, so only
+            # failures count (the attribute is allauth's own, 65.x).
+            self._login_failed_rl_usage = signin_limits.consume_password_attempt(request, login)
+        except signin_limits.TooMany as refused:
+            raise ImmediateHttpResponse(self.too_many_attempts(request, refused.message)) from None
 
     def _delete_login_attempts_cached_email(self, request: HttpRequest, **credentials: Any) -> None:
-        """After a password reset (allauth's hook, 65.x): the account's failures no longer count,
-        so its owner signs in with the new password from where the reset was made."""
-        login = str(credentials.get("email", "")).strip().lower()
-        address = ratelimit.get_ip(request)
-        ratelimit.clear(request, app="allauth.account", action=LOGIN_FAILED_ACCOUNT, key=login)
-        ratelimit.clear(request, app="allauth.account", action=LOGIN_FAILED, key=f"{login}|{address}")
+        """After a password reset (allauth's hook, 65.x)."""
+        signin_limits.forget_failures_after_reset(request, str(credentials.get("email", "")))
+
+    def post_login(self, request: HttpRequest, user: User, **kwargs: Any) -> HttpResponseBase:
+        """Every completed sign-in (password, code, one-click link, signup) marks this browser as a
+        known device of the account, which others' failures can never lock out."""
+        response = super().post_login(request, user, **kwargs)
+        devices.remember(response, user)
+        return response
 
     def too_many_attempts(self, request: HttpRequest, message: str) -> HttpResponse:
         return render(request, "429.html", {"message": message}, status=429)

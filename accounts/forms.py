@@ -2,11 +2,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from allauth.account import app_settings as allauth_settings
+from allauth.account.adapter import get_adapter
+from allauth.account.forms import RequestLoginCodeForm as AllauthRequestLoginCodeForm
+from allauth.account.internal.userkit import filter_users_by_email
+from allauth.core import context
 from django import forms
 from django.utils import timezone
 
 from alerts.models import EmailOptOut
 
+from . import signin_limits
 from .models import ApiToken, Organization, Project, Role, User
 
 
@@ -103,3 +109,26 @@ class ApiTokenForm(forms.Form):
     def expires_at(self) -> timezone.datetime | None:
         days = self.cleaned_data.get("expires_in_days")
         return timezone.now() + timedelta(days=days) if days else None
+
+
+class RequestLoginCodeForm(AllauthRequestLoginCodeForm):
+    """allauth's form (ACCOUNT_FORMS), counting requests through accounts/signin_limits.py.
+
+    allauth limits code requests per email alone, so anyone could keep an owner from getting a
+    code by asking for one first. Only the rate limiting differs from allauth's clean_email()
+    (65.x, whose internal user lookup this calls the same way).
+    """
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"]
+        if not email:
+            return email
+        users = filter_users_by_email(email, is_active=True, prefer_verified=True, for_login=True)
+        if not users and not allauth_settings.PREVENT_ENUMERATION:
+            raise get_adapter().validation_error("unknown_email")
+        try:
+            signin_limits.consume_code_request(context.request, email)
+        except signin_limits.TooMany as refused:
+            raise forms.ValidationError(refused.message, code="too_many_login_attempts") from None
+        self._user = users[0] if users else None
+        return email

@@ -197,15 +197,20 @@ ACCOUNT_LOGIN_BY_CODE_MAX_ATTEMPTS = 3
 ACCOUNT_SESSION_REMEMBER = True
 ACCOUNT_PREVENT_ENUMERATION = True
 ACCOUNT_RATE_LIMITS = {
-    # Failed password sign-ins (counted in accounts/adapter.py; a success does not count): per
-    # address over all accounts, and per (account, address), so one address's failures never
-    # lock the account for anyone else; plus a generous ceiling per account for a guess spread
-    # over many addresses (the emailed code still signs its owner in).
-    "login_failed": "10/m/ip,5/5m/key",
+    # Sign-in limits, counted in accounts/signin_limits.py. A browser that signed in to the
+    # account before (a known device) counts only against itself, so no one else can lock its
+    # owner out. Other requests count per address over all accounts, per (account, address),
+    # and against a per-account ceiling. Password failures only; code requests when sent.
+    "login_failed": "10/m/ip",
+    "login_failed_here": "5/5m/key",
     "login_failed_account": "50/h/key",
+    "login_failed_device": "5/5m/key",
+    "request_login_code": "20/m/ip",
+    "login_code_here": "3/m/key",
+    "login_code_account": "20/h/key",  # stops bombing an inbox; known devices still get codes
+    "login_code_device": "3/m/key",
     "login": "30/m/ip",
     "signup": "20/h/ip",
-    "request_login_code": "20/m/ip,3/m/key",
     "confirm_email": "1/3m/key",
     "reset_password": "20/m/ip,5/m/key",
     "reset_password_from_key": "20/m/ip",
@@ -215,7 +220,9 @@ ACCOUNT_RATE_LIMITS = {
 # Behind N reverse proxies, the client's address is the N-th from the right in X-Forwarded-For;
 # without this every sign-in would come from the proxy's address and share its limits (so one
 # guesser could lock out everyone). 0 (the default) ignores the header, which clients can forge.
-ALLAUTH_TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_COUNT  # REST_FRAMEWORK["NUM_PROXIES"] too
+ACCOUNT_FORMS = {"request_login_code": "accounts.forms.RequestLoginCodeForm"}
 SESSION_COOKIE_AGE = int(timedelta(days=7).total_seconds())
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -230,6 +237,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.ApiTokenRateThrottle"],
+    # DRF reads the client's address for throttling like allauth does; unset, it would take a
+    # forged X-Forwarded-For at face value.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_THROTTLE_RATES": {
         "api_token": env.str("API_THROTTLE_RATE", default="1200/min"),
         "ingest": env.str("INGEST_THROTTLE_RATE", default="6000/min"),  # requests; a batch is one

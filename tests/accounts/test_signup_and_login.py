@@ -17,6 +17,7 @@ from django.test import Client
 
 from accounts import magic_link
 from accounts.models import Membership, Organization, Role, User
+from accounts.signin_limits import TOO_MANY_CODES_FROM_HERE
 from tests.conftest import PASSWORD, make_user
 from tests.outbox import html_of, link_in, only_email_to, signed_in_user
 
@@ -230,8 +231,10 @@ def test_a_code_for_an_unknown_email_sends_the_unknown_account_email_and_reveals
     assert "code" not in message.subject.lower()
 
 
-def test_requesting_codes_is_rate_limited_per_email(client, user, own_redis):
-    assert "3/m/key" in settings.ACCOUNT_RATE_LIMITS["request_login_code"]
+def test_requesting_codes_is_rate_limited_per_email_and_address(client, user, own_redis):
+    # Per (email, address), not per email alone: others' requests never refuse the owner's
+    # (tests/accounts/test_login_lockout.py holds that and the per-email cap).
+    assert settings.ACCOUNT_RATE_LIMITS["login_code_here"] == "3/m/key"
     for _attempt in range(3):
         client.cookies.clear()  # a fresh browser each time, as a script hammering the form
         assert request_code(client, user.email).status_code == 302
@@ -240,7 +243,7 @@ def test_requesting_codes_is_rate_limited_per_email(client, user, own_redis):
     response = request_code(client, user.email)
 
     assert response.status_code == 200
-    assert "Too many failed login attempts" in response.content.decode()
+    assert TOO_MANY_CODES_FROM_HERE in response.content.decode()
     assert len([m for m in mail.outbox if user.email in m.to]) == 3
     # Another address is not affected.
     assert request_code(client, "someone-else@c.example").status_code == 302
@@ -445,7 +448,7 @@ def test_logout_is_a_post(client, user):
 # Rate limits on failed logins
 # ---------------------------------------------------------------------------------------------
 def test_repeated_failed_logins_for_one_account_are_rate_limited(client, user, own_redis):
-    assert "5/5m/key" in settings.ACCOUNT_RATE_LIMITS["login_failed"]
+    assert settings.ACCOUNT_RATE_LIMITS["login_failed_here"] == "5/5m/key"  # per (account, address)
     for _attempt in range(5):
         response = password_login(client, user.email, "wrong password")
         assert response.status_code == 200
