@@ -46,11 +46,12 @@ class StrictBooleanField(serializers.BooleanField):
 class StrictStringMixin:
     """Only a JSON string; every other type is "Not a valid string." (DRF's own message)."""
 
-    default_error_messages = {"invalid": "Not a valid string."}
+    # Its own key: "invalid" is the subclass's message for a malformed string (an email...).
+    default_error_messages = {"not_a_string": "Not a valid string."}
 
     def to_internal_value(self, data: object) -> object:
         if not isinstance(data, str):
-            self.fail("invalid")
+            self.fail("not_a_string")
         return super().to_internal_value(data)
 
 
@@ -104,11 +105,11 @@ class StrictFloatField(serializers.FloatField):
 class StrictDecimalField(serializers.DecimalField):
     """A decimal string, as the schema says (`type: string, format: decimal`)."""
 
-    default_error_messages = {"invalid": "A decimal number as a string, e.g. \"12.50\"."}
+    default_error_messages = {"not_a_string": "A decimal number as a string, e.g. \"12.50\"."}
 
     def to_internal_value(self, data: object) -> object:
         if not isinstance(data, str):
-            self.fail("invalid")
+            self.fail("not_a_string")
         return super().to_internal_value(data)
 
 
