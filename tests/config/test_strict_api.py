@@ -9,6 +9,7 @@ the wrong types the schema fuzzer found accepted (ST201) and expect a 400 naming
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
@@ -283,3 +284,18 @@ def test_token_expires_at_must_be_a_string(api_as, personas, value):
     response = send(api_as("owner"), "POST", url, {"name": "ci", "scopes": ["read"], "expires_at": value})
     assert response.status_code == 400, response.content
     assert "expires_at" in response.json()
+
+
+def test_the_schemas_not_blank_pattern_is_pythons_white_space():
+    # The server strips with str.strip(); the schema's pattern must call blank exactly that, in
+    # any regex engine (ECMA's \s differs), or a client gets a 400 for a value the schema allows.
+    from accounts.api_schema import NOT_BLANK
+
+    pattern = re.compile(NOT_BLANK)
+    for code in [*range(0xD800), *range(0xE000, 0x10000)]:
+        char = chr(code)
+        if char == "\x00":
+            continue
+        assert bool(pattern.match(char)) == bool(char.strip()), hex(code)
+        assert bool(pattern.match(f" {char}\t")) == bool(char.strip()), hex(code)
+    assert not pattern.match("ok\x00")
