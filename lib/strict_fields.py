@@ -26,6 +26,7 @@ from collections.abc import Mapping
 
 from django.db import models
 from rest_framework import serializers
+from rest_framework.relations import MANY_RELATION_KWARGS
 
 
 def _is_integral(data: object) -> bool:
@@ -163,8 +164,24 @@ class StrictListField(serializers.ListField):
         return super().to_internal_value(data)
 
 
+class StrictManyRelatedField(serializers.ManyRelatedField):
+    """many=True of a strict related field: a JSON array (DRF takes any iterable, so a JSON
+    object would pass as the list of its keys)."""
+
+    def to_internal_value(self, data: object) -> list:
+        if not isinstance(data, list):
+            self.fail("not_a_list", input_type=type(data).__name__)
+        return super().to_internal_value(data)
+
+
 class StrictSlugRelatedField(serializers.SlugRelatedField):
     """An object by its slug (here: uuid) as a string; an integer is not a uuid."""
+
+    @classmethod
+    def many_init(cls, *args: object, **kwargs: object) -> StrictManyRelatedField:
+        # DRF's RelatedField.many_init, with the strict list around the child.
+        list_kwargs = {key: value for key, value in kwargs.items() if key in MANY_RELATION_KWARGS}
+        return StrictManyRelatedField(child_relation=cls(*args, **kwargs), **list_kwargs)
 
     def to_internal_value(self, data: object) -> object:
         if not isinstance(data, str):
@@ -187,7 +204,8 @@ class StrictPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
 STRICT_FIELDS: tuple[type[serializers.Field], ...] = (
     StrictBooleanField, StrictCharField, StrictEmailField, StrictURLField, StrictRegexField, StrictSlugField,
     StrictUUIDField, StrictIntegerField, StrictFloatField, StrictDecimalField, StrictChoiceField,
-    StrictMultipleChoiceField, StrictListField, StrictSlugRelatedField, StrictPrimaryKeyRelatedField,
+    StrictMultipleChoiceField, StrictListField, StrictSlugRelatedField, StrictManyRelatedField,
+    StrictPrimaryKeyRelatedField,
 )
 
 

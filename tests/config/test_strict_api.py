@@ -21,7 +21,7 @@ from alerts.models import Budget, Webhook
 from alerts.serializers import ExtraEmailsField, ThresholdsField
 from benchmarks.models import Target
 from costs.api import BatchEventsField, ClientCostField, EventTimeField, TagsField
-from lib.strict_fields import STRICT_FIELDS
+from lib.strict_fields import STRICT_FIELDS, StrictSlugRelatedField
 
 pytestmark = pytest.mark.django_db
 
@@ -75,6 +75,8 @@ def lax_fields(serializer: serializers.Serializer, prefix: str = "") -> list[str
         if type(field) in ALLOWED:
             continue
         if isinstance(field, serializers.ManyRelatedField):
+            if not isinstance(field, STRICT_FIELDS):
+                lax.append(f"{label} ({type(field).__name__})")
             field, label = field.child_relation, f"{label}[]"
         if not isinstance(field, STRICT_FIELDS):
             lax.append(f"{label} ({type(field).__name__})")
@@ -109,7 +111,12 @@ def test_the_walk_catches_a_lax_field():
         flag = serializers.BooleanField()
         names = serializers.ListField(child=serializers.CharField())
 
-    assert lax_fields(Lax()) == ["flag (BooleanField)", "names (ListField)"]
+        hooks = StrictSlugRelatedField(slug_field="uuid", queryset=Webhook.objects.none(), many=True)
+        loose = serializers.SlugRelatedField(slug_field="uuid", queryset=Webhook.objects.none(), many=True)
+
+    assert lax_fields(Lax()) == [
+        "flag (BooleanField)", "names (ListField)", "loose (ManyRelatedField)", "loose[] (SlugRelatedField)",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,3 +306,13 @@ def test_the_schemas_not_blank_pattern_is_pythons_white_space():
         assert bool(pattern.match(char)) == bool(char.strip()), hex(code)
         assert bool(pattern.match(f" {char}\t")) == bool(char.strip()), hex(code)
     assert not pattern.match("ok\x00")
+
+
+def test_a_budgets_webhooks_must_be_a_list_not_an_object_of_uuids(api_as, personas, webhook):
+    # DRF takes any iterable for many=True: an object would pass as the list of its keys.
+    for webhooks in [{str(webhook.uuid): True}, str(webhook.uuid)]:
+        response = send(api_as("member"), "POST", f"{API}/budgets", budget_body(personas, webhooks=webhooks))
+        assert response.status_code == 400, (webhooks, response.content)
+        assert "webhooks" in response.json()
+    response = send(api_as("member"), "POST", f"{API}/budgets", budget_body(personas, webhooks=[str(webhook.uuid)]))
+    assert response.status_code == 201, response.content
