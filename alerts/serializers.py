@@ -79,6 +79,13 @@ class ThresholdsField(serializers.JSONField):
         )
         super().__init__(**kwargs)
 
+    def to_internal_value(self, data: object) -> object:
+        # JSON Schema's integer includes 50.0, as lib/strict_fields.StrictIntegerField does; the
+        # model's validator (which also sees the page form's values) wants ints.
+        if isinstance(data, list):
+            data = [int(item) if isinstance(item, float) and item.is_integer() else item for item in data]
+        return super().to_internal_value(data)
+
 
 @extend_schema_field({"type": "array", "items": {"type": "string", "format": "email"}, "maxItems": MAX_EXTRA_EMAILS})
 class ExtraEmailsField(serializers.JSONField):

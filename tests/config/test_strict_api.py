@@ -217,6 +217,13 @@ def test_a_budget_with_the_right_types_is_created(api_as, personas):
     assert response.status_code == 201, response.content
 
 
+def test_a_budgets_thresholds_take_integral_numbers_as_integers(api_as, personas):
+    response = send(api_as("member"), "POST", f"{API}/budgets", budget_body(personas, thresholds=[80.0, 50]))
+    assert response.status_code == 201, response.content
+    assert response.json()["thresholds"] == [50, 80]
+    assert Budget.objects.get(uuid=response.json()["uuid"]).thresholds == [50, 80]
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
