@@ -323,3 +323,20 @@ def test_a_budgets_webhooks_must_be_a_list_not_an_object_of_uuids(api_as, person
         assert "webhooks" in response.json()
     response = send(api_as("member"), "POST", f"{API}/budgets", budget_body(personas, webhooks=[str(webhook.uuid)]))
     assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("input_tokens", True), ("input_tokens", "10"), ("input_tokens", 1.5), ("model", 5), ("provider", ["x"]),
+        ("success", 1), ("success", "true"), ("status_code", "200"), ("status_code", False), ("latency_ms", "5"),
+        ("latency_ms", True), ("source", 1), ("idempotency_key", 5), ("cost_usd", True), ("tags", ["a"]),
+    ],
+)
+def test_event_ingestion_refuses_the_types_its_schema_does_not_declare(token_client, field, value):
+    # Ingestion validates raw JSON itself (costs/ingestion.py), not through EventInput's fields.
+    client, _ = token_client(["ingest"])
+    event = {"provider": "openai", "model": "gpt-4o-mini", "input_tokens": 10, "output_tokens": 5, field: value}
+    response = send(client, "POST", f"{API}/events", event)
+    assert response.status_code == 400, response.content
+    assert field in response.json()
