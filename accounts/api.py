@@ -14,6 +14,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from costs.currency import currency_of
+from lib.strict_fields import (
+    StrictCharField,
+    StrictChoiceField,
+    StrictModelSerializer,
+    StrictMultipleChoiceField,
+    StrictSlugRelatedField,
+)
 
 from .invitations import send_invitation
 from .models import (
@@ -37,7 +44,7 @@ PROJECT_IN_PATH = extend_schema(
 )
 
 
-class RoleField(serializers.ChoiceField):
+class RoleField(StrictChoiceField):
     """Roles travel as names ("owner", "admin", "member", "viewer"), not numbers."""
 
     def __init__(self, **kwargs: object) -> None:
@@ -60,17 +67,17 @@ class RoleField(serializers.ChoiceField):
 # ---------------------------------------------------------------------------------------------
 # Serializers
 # ---------------------------------------------------------------------------------------------
-class UserSerializer(serializers.ModelSerializer):
+class UserSerializer(StrictModelSerializer):
     class Meta:
         model = User
         fields = ["id", "email", "first_name", "last_name"]
         read_only_fields = fields
 
 
-class MeUserSerializer(serializers.ModelSerializer):
+class MeUserSerializer(StrictModelSerializer):
     """The caller's own user: what `GET /me` shows and `PATCH /me` changes."""
 
-    display_currency = serializers.CharField(
+    display_currency = StrictCharField(
         help_text="USD, GBP or EUR: the currency pages and API responses show money in.",
     )
 
@@ -86,7 +93,7 @@ class MeUserSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(str(error)) from None
 
 
-class OrganizationSerializer(serializers.ModelSerializer):
+class OrganizationSerializer(StrictModelSerializer):
     role = serializers.SerializerMethodField(help_text="Your role in this organization.")
 
     class Meta:
@@ -117,8 +124,8 @@ class OwnedByVisibleOrganization:
         return fields
 
 
-class ProjectSerializer(OwnedByVisibleOrganization, serializers.ModelSerializer):
-    organization = serializers.SlugRelatedField(slug_field="uuid", queryset=Organization.objects.none())
+class ProjectSerializer(OwnedByVisibleOrganization, StrictModelSerializer):
+    organization = StrictSlugRelatedField(slug_field="uuid", queryset=Organization.objects.none())
 
     class Meta:
         model = Project
@@ -137,7 +144,7 @@ class ProjectSerializer(OwnedByVisibleOrganization, serializers.ModelSerializer)
         return attrs
 
 
-class MemberSerializer(serializers.ModelSerializer):
+class MemberSerializer(StrictModelSerializer):
     user = UserSerializer(read_only=True)
     role = RoleField()
 
@@ -147,7 +154,7 @@ class MemberSerializer(serializers.ModelSerializer):
         read_only_fields = ["uuid", "user", "created_at"]
 
 
-class InvitationSerializer(serializers.ModelSerializer):
+class InvitationSerializer(StrictModelSerializer):
     role = RoleField(default="member")
     invited_by = serializers.SlugRelatedField(slug_field="email", read_only=True)
 
@@ -157,8 +164,8 @@ class InvitationSerializer(serializers.ModelSerializer):
         read_only_fields = ["uuid", "status", "invited_by", "created_at", "expires_at", "accepted_at"]
 
 
-class ApiTokenSerializer(serializers.ModelSerializer):
-    scopes = serializers.MultipleChoiceField(choices=ApiToken.Scope.choices, allow_empty=False)
+class ApiTokenSerializer(StrictModelSerializer):
+    scopes = StrictMultipleChoiceField(choices=ApiToken.Scope.choices, allow_empty=False)
     project = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
 
     class Meta:

@@ -53,7 +53,11 @@ class FieldErrorsSchema(OpenApiSerializerExtension):
 
 NO_NUL_CHARACTER = r"^[^\u0000]*$"
 # Text that is more than white space (what a stripped, non-blank field needs), without NUL.
-NOT_BLANK = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+# White space spelled out as exactly what Python's str.strip() (DRF's trim_whitespace, ingestion)
+# removes: regex engines disagree on `\s` (ECMA's leaves out \x1c-\x1f and \x85 and adds
+# \ufeff), and a schema-driven client must see the server's own definition.
+PYTHON_WHITESPACE = r"\t-\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK = rf"^[^\u0000]*[^\u0000{PYTHON_WHITESPACE}][^\u0000]*$"
 ALWAYS = {
     "401": "Not authenticated: no credentials, or an invalid, expired or revoked API token.",
     "403": "A token without the scope this needs, or too weak a role.",

@@ -26,6 +26,13 @@ from accounts.models import ApiToken, Organization, Project, User
 from benchmarks.models import Model as CatalogModel
 from benchmarks.models import Target, validate_base_url
 from lib.dates import MomentParam
+from lib.strict_fields import (
+    StrictEmailField,
+    StrictListField,
+    StrictModelSerializer,
+    StrictSlugRelatedField,
+    StrictURLField,
+)
 
 from .models import (
     MAX_EXTRA_EMAILS,
@@ -72,6 +79,13 @@ class ThresholdsField(serializers.JSONField):
         )
         super().__init__(**kwargs)
 
+    def to_internal_value(self, data: object) -> object:
+        # JSON Schema's integer includes 50.0, as lib/strict_fields.StrictIntegerField does; the
+        # model's validator (which also sees the page form's values) wants ints.
+        if isinstance(data, list):
+            data = [int(item) if isinstance(item, float) and item.is_integer() else item for item in data]
+        return super().to_internal_value(data)
+
 
 @extend_schema_field({"type": "array", "items": {"type": "string", "format": "email"}, "maxItems": MAX_EXTRA_EMAILS})
 class ExtraEmailsField(serializers.JSONField):
@@ -81,11 +95,11 @@ class ExtraEmailsField(serializers.JSONField):
         super().__init__(**kwargs)
 
 
-class MemberEmailsField(serializers.ListField):
+class MemberEmailsField(StrictListField):
     """Members who get alert emails, by email address. Checked against the organization in
     `RecipientsSerializer.validate`, where the organization is known."""
 
-    child = serializers.EmailField()
+    child = StrictEmailField()
 
     def to_representation(self, value: models.Manager) -> list[str]:
         return [user.email for user in value.all()]  # .all(): uses the viewset's prefetch
@@ -94,12 +108,12 @@ class MemberEmailsField(serializers.ListField):
 # ---------------------------------------------------------------------------------------------
 # The shared base: model validation and recipients
 # ---------------------------------------------------------------------------------------------
-class ModelCleanSerializer(OwnedByVisibleOrganization, serializers.ModelSerializer):
+class ModelCleanSerializer(OwnedByVisibleOrganization, StrictModelSerializer):
     """A ModelSerializer whose writes are validated by the model's `full_clean()`, as forms are,
     and which saves many-to-many fields after the object. Subclasses may add `check_rules()` for rules
     that need the organization or the caller (the instance passed is the one to be saved)."""
 
-    organization = serializers.SlugRelatedField(
+    organization = StrictSlugRelatedField(
         slug_field="uuid", queryset=Organization.objects.none(),
         help_text="The organization's uuid; set on creation, never changes.",
     )
@@ -156,7 +170,7 @@ class RecipientsSerializer(ModelCleanSerializer):
         help_text="Email addresses of members of the organization who get alert emails.",
     )
     extra_emails = ExtraEmailsField(required=False)
-    webhooks = serializers.SlugRelatedField(
+    webhooks = StrictSlugRelatedField(
         slug_field="uuid", many=True, required=False, queryset=Webhook.objects.none(),
         help_text="Uuids of the organization's webhooks that receive the alerts.",
     )
@@ -200,11 +214,11 @@ class BudgetSerializer(RecipientsSerializer):
         choices=Budget.Scope.choices, read_only=True,
         help_text="What the budget covers: the whole organization, one project or one API token.",
     )
-    project = serializers.SlugRelatedField(
+    project = StrictSlugRelatedField(
         slug_field="uuid", queryset=Project.objects.none(), allow_null=True, required=False,
         help_text="Only this project's spend (a project of the organization). Not with api_token.",
     )
-    api_token = serializers.SlugRelatedField(
+    api_token = StrictSlugRelatedField(
         slug_field="uuid", queryset=ApiToken.objects.none(), allow_null=True, required=False,
         help_text="Only this API token's spend (a token of the organization). Not with project.",
     )
@@ -284,11 +298,11 @@ class BudgetStatusSerializer(serializers.Serializer):
 # Alert rules
 # ---------------------------------------------------------------------------------------------
 class AlertRuleSerializer(RecipientsSerializer):
-    target = serializers.SlugRelatedField(
+    target = StrictSlugRelatedField(
         slug_field="uuid", queryset=Target.objects.none(), allow_null=True, required=False,
         help_text="A private benchmark target of the organization (or give catalog_model).",
     )
-    catalog_model = serializers.SlugRelatedField(
+    catalog_model = StrictSlugRelatedField(
         slug_field="uuid", queryset=CatalogModel.objects.all(), allow_null=True, required=False,
         help_text="A public catalog model, judged on its public benchmark results (or give target).",
     )
@@ -330,7 +344,7 @@ class AlertRuleSerializer(RecipientsSerializer):
 class WebhookSerializer(ModelCleanSerializer):
     # The model checks the URL in clean() (its field holds ciphertext); the same rules here give
     # DRF's own messages for a malformed value before anything is encrypted.
-    url = serializers.URLField(
+    url = StrictURLField(
         max_length=WEBHOOK_URL_MAX_LENGTH, write_only=True, validators=[validate_base_url],
         help_text="The http(s) endpoint. Write-only: it can be a credential (Slack's are), so reads show url_masked.",
     )
@@ -381,7 +395,7 @@ class TestAlertSerializer(serializers.Serializer):
 # ---------------------------------------------------------------------------------------------
 # Alerts and deliveries
 # ---------------------------------------------------------------------------------------------
-class DeliverySerializer(serializers.ModelSerializer):
+class DeliverySerializer(StrictModelSerializer):
     recipient = serializers.CharField(
         source="recipient_label", read_only=True, help_text="The email address, or the webhook's name.",
     )
@@ -412,7 +426,7 @@ class WebhookDeliverySerializer(DeliverySerializer):
         read_only_fields = fields
 
 
-class AlertSerializer(serializers.ModelSerializer):
+class AlertSerializer(StrictModelSerializer):
     organization = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
     budget = serializers.SlugRelatedField(slug_field="uuid", read_only=True, allow_null=True)
     rule = serializers.SlugRelatedField(slug_field="uuid", read_only=True, allow_null=True)

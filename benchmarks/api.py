@@ -35,6 +35,14 @@ from accounts.api_schema import NOT_BLANK, ErrorSerializer
 from accounts.models import Organization, Role, User
 from accounts.tenancy import TenantScopedViewSetMixin
 from lib.dates import MomentParam
+from lib.strict_fields import (
+    StrictCharField,
+    StrictChoiceField,
+    StrictListField,
+    StrictModelSerializer,
+    StrictSlugRelatedField,
+    StrictURLField,
+)
 
 from . import execution, statistics, tasks
 from .models import (
@@ -74,7 +82,7 @@ def mine_or_public(model: type[Run] | type[BenchmarkResult], scoped: QuerySet) -
 # ---------------------------------------------------------------------------------------------
 # Serializers
 # ---------------------------------------------------------------------------------------------
-class ProviderSerializer(serializers.ModelSerializer):
+class ProviderSerializer(StrictModelSerializer):
     # Not a URI field: providers added from the price database (costs.pricing) have none yet.
     base_url = serializers.CharField(read_only=True, help_text="The API's base URL; empty when not known.")
 
@@ -84,7 +92,7 @@ class ProviderSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ModelSerializer(serializers.ModelSerializer):
+class ModelSerializer(StrictModelSerializer):
     provider = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
     provider_name = serializers.CharField(source="provider.name", read_only=True)
 
@@ -97,7 +105,7 @@ class ModelSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class PriceSerializer(serializers.ModelSerializer):
+class PriceSerializer(StrictModelSerializer):
     blended_mtok = serializers.DecimalField(
         max_digits=20, decimal_places=6, read_only=True, help_text="USD per million tokens, 3:1 input:output."
     )
@@ -115,28 +123,28 @@ class PriceSerializer(serializers.ModelSerializer):
     "type": "array", "minItems": 1, "maxItems": TARGET_MAX_MODEL_NAMES, "uniqueItems": True,
     "items": {"type": "string", "minLength": 1, "maxLength": TARGET_MODEL_NAME_MAX_LENGTH, "pattern": NOT_BLANK},
 })
-class ModelNamesField(serializers.ListField):
+class ModelNamesField(StrictListField):
     """Distinct, non-blank names (validate_model_names), which the schema says too."""
 
 
-class TargetSerializer(OwnedByVisibleOrganization, serializers.ModelSerializer):
+class TargetSerializer(OwnedByVisibleOrganization, StrictModelSerializer):
     """The rules on a target's fields live on the model (benchmarks/models.py) and are shared
     with the page form; max_tokens and interval_minutes get their bounds from the model field
     validators. base_url and model_names are declared here only because DRF needs JSON-shaped
     fields for them, and they carry the same validators."""
 
-    organization = serializers.SlugRelatedField(slug_field="uuid", queryset=Organization.objects.none())
+    organization = StrictSlugRelatedField(slug_field="uuid", queryset=Organization.objects.none())
     # The model field's own lazy choices: each serializer instance reads the provider registry.
-    kind = serializers.ChoiceField(choices=Target._meta.get_field("kind").choices)
+    kind = StrictChoiceField(choices=Target._meta.get_field("kind").choices)
     # DRF drops a model URLField's URLValidators (it adds its own), so the scheme rule goes here too.
-    base_url = serializers.URLField(max_length=300, validators=[validate_base_url])
-    api_key = serializers.CharField(
+    base_url = StrictURLField(max_length=300, validators=[validate_base_url])
+    api_key = StrictCharField(
         write_only=True, required=False, allow_blank=True, max_length=1000, trim_whitespace=True,
         help_text="Stored encrypted and never returned; send an empty string to remove it.",
     )
     has_api_key = serializers.SerializerMethodField(help_text="Whether an API key is stored.")
     model_names = ModelNamesField(
-        child=serializers.CharField(max_length=TARGET_MODEL_NAME_MAX_LENGTH, allow_blank=False),
+        child=StrictCharField(max_length=TARGET_MODEL_NAME_MAX_LENGTH, allow_blank=False),
         allow_empty=False, min_length=1, max_length=TARGET_MAX_MODEL_NAMES, validators=[validate_model_names],
         help_text="Model names to benchmark at this endpoint.",
     )
@@ -182,7 +190,7 @@ class TargetSerializer(OwnedByVisibleOrganization, serializers.ModelSerializer):
         return self._save(instance, validated_data)
 
 
-class ResultSerializer(serializers.ModelSerializer):
+class ResultSerializer(StrictModelSerializer):
     run = serializers.SlugRelatedField(slug_field="uuid", read_only=True)
     # A private target's results have no catalog provider or model; a public one's no target.
     provider = serializers.SlugRelatedField(slug_field="uuid", read_only=True, allow_null=True)
@@ -217,7 +225,7 @@ class RunResultSerializer(ResultSerializer):
         read_only_fields = fields
 
 
-class RunSerializer(serializers.ModelSerializer):
+class RunSerializer(StrictModelSerializer):
     # Public runs belong to no organization and benchmark no private target.
     organization = serializers.SlugRelatedField(slug_field="uuid", read_only=True, allow_null=True)
     target = serializers.SlugRelatedField(slug_field="uuid", read_only=True, allow_null=True)
@@ -240,7 +248,7 @@ class RunDetailSerializer(RunSerializer):
 
 
 class RunCreateSerializer(serializers.Serializer):
-    target = serializers.SlugRelatedField(
+    target = StrictSlugRelatedField(
         slug_field="uuid", queryset=Target.objects.none(), help_text="The private target to benchmark now."
     )
 

@@ -38,6 +38,14 @@ from accounts.api_schema import NOT_BLANK, FieldErrorsSerializer
 from accounts.models import ApiToken, Organization, Project, Role
 from accounts.throttling import ApiTokenRateThrottle
 from lib.json_parser import JSONParser
+from lib.strict_fields import (
+    StrictBooleanField,
+    StrictChoiceField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictModelSerializer,
+    StrictRegexField,
+)
 from lib.text import unstorable
 
 from . import ingestion, recommendations
@@ -64,7 +72,7 @@ class IngestionJSONParser(JSONParser):
     max_depth = None
 
 
-class EventSerializer(serializers.ModelSerializer):
+class EventSerializer(StrictModelSerializer):
     """An event as reported; the schema documents the token conventions."""
 
     id = serializers.UUIDField(source="uuid", read_only=True)
@@ -123,13 +131,13 @@ class TagsField(serializers.JSONField):
     pass
 
 
-def _name(limit: int, help_text: str) -> serializers.RegexField:
+def _name(limit: int, help_text: str) -> StrictRegexField:
     # Ingestion strips the value first: white space alone is empty.
-    return serializers.RegexField(NOT_BLANK, max_length=limit, help_text=help_text)
+    return StrictRegexField(NOT_BLANK, max_length=limit, help_text=help_text)
 
 
-def _tokens(help_text: str = "") -> serializers.IntegerField:
-    return serializers.IntegerField(required=False, min_value=0, max_value=ingestion.MAX_TOKENS, help_text=help_text)
+def _tokens(help_text: str = "") -> StrictIntegerField:
+    return StrictIntegerField(required=False, min_value=0, max_value=ingestion.MAX_TOKENS, help_text=help_text)
 
 
 EVENT_EXAMPLE_FIELDS = {
@@ -140,16 +148,16 @@ EVENT_EXAMPLE_FIELDS = {
     "cached_tokens": _tokens("Part of input_tokens (so at most input_tokens)."),
     "reasoning_tokens": _tokens("Part of output_tokens (so at most output_tokens)."),
     "cost_usd": ClientCostField(required=False),
-    "latency_ms": serializers.FloatField(required=False, min_value=0, max_value=ingestion.MAX_LATENCY_MS),
-    "status_code": serializers.IntegerField(required=False, min_value=100, max_value=599),
-    "success": serializers.BooleanField(required=False, help_text="Default: status_code < 400."),
+    "latency_ms": StrictFloatField(required=False, min_value=0, max_value=ingestion.MAX_LATENCY_MS),
+    "status_code": StrictIntegerField(required=False, min_value=100, max_value=599),
+    "success": StrictBooleanField(required=False, help_text="Default: status_code < 400."),
     "timestamp": EventTimeField(required=False),
     "tags": TagsField(required=False),
-    "idempotency_key": serializers.RegexField(
+    "idempotency_key": StrictRegexField(
         NOT_BLANK, max_length=128, required=False,
         help_text="Resending the same key in a project is acknowledged, never counted twice.",
     ),
-    "source": serializers.ChoiceField(CostEvent.Source.choices, required=False),
+    "source": StrictChoiceField(CostEvent.Source.choices, required=False),
 }
 EventInput = inline_serializer("EventInput", EVENT_EXAMPLE_FIELDS)
 EventInput.__class__.rejects_unknown_fields = True  # ingestion does: "Unknown field."
