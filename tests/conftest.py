@@ -15,7 +15,7 @@ from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, Organization, Project, Role, User
@@ -177,3 +177,11 @@ def start_worker():
 def worker(start_worker) -> str:
     """A worker listening on a queue of its own, so no other worker can take our task."""
     return start_worker().queue
+
+
+@pytest.fixture
+def private_refused():
+    """Private, loopback and link-local addresses refused, as in production (lib/egress.py);
+    development and the tests allow them by default."""
+    with override_settings(TENANT_EGRESS_ALLOW_PRIVATE=False):
+        yield

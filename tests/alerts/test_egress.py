@@ -17,12 +17,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("private_refused")]
 
 
 @pytest.fixture
-def private_refused():
-    with override_settings(TENANT_EGRESS_ALLOW_PRIVATE=False):
-        yield
-
-
-@pytest.fixture
 def internal():
     with InternalService() as service:
         yield service

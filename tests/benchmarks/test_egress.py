@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.test import override_settings
 from django.urls import reverse
 
 from benchmarks import discovery, execution
@@ -22,12 +21,6 @@ INSIDE = [
     "http://127.0.0.1:8000/v1", "http://169.254.169.254/latest", "http://[::ffff:127.0.0.1]/v1", "http://0.0.0.0/v1",
     "http://10.0.0.1/v1", "http://[fd00::1]/v1", "http://localhost:11434/v1",
 ]
-
-
-@pytest.fixture
-def private_refused():
-    with override_settings(TENANT_EGRESS_ALLOW_PRIVATE=False):
-        yield
 
 
 @pytest.fixture

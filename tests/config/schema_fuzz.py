@@ -191,29 +191,27 @@ def flatmap_path_parameters(context: schemathesis.HookContext, path_parameters: 
     )
 
 
+def _with_seeded_references(values: Any) -> st.SearchStrategy:
+    """Each string naming a reference (organization, target, …) is, half of the time, a seeded
+    object the caller can see."""
+    if not isinstance(values, dict) or not SEEDED:
+        return st.just(values)
+    return st.fixed_dictionaries(
+        {
+            name: _sometimes(value, SEEDED.get(REFERENCE_FIELDS.get(name, "")))
+            if isinstance(value, str) else st.just(value)
+            for name, value in values.items()
+        }
+    )
+
+
 @schemathesis.hook
 def flatmap_body(context: schemathesis.HookContext, body: Any) -> st.SearchStrategy:
     """A reference to an object (organization, target, …) is, half of the time, a seeded one the
     caller can see: otherwise every create would stop at "object does not exist"."""
-    if not isinstance(body, dict) or not SEEDED:
-        return st.just(body)
-    return st.fixed_dictionaries(
-        {
-            name: _sometimes(value, SEEDED.get(REFERENCE_FIELDS.get(name, "")))
-            if isinstance(value, str) else st.just(value)
-            for name, value in body.items()
-        }
-    )
+    return _with_seeded_references(body)
 
 
 @schemathesis.hook
 def flatmap_query(context: schemathesis.HookContext, query: Any) -> st.SearchStrategy:
-    if not isinstance(query, dict) or not SEEDED:
-        return st.just(query)
-    return st.fixed_dictionaries(
-        {
-            name: _sometimes(value, SEEDED.get(REFERENCE_FIELDS.get(name, "")))
-            if isinstance(value, str) else st.just(value)
-            for name, value in query.items()
-        }
-    )
+    return _with_seeded_references(query)
