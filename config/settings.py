@@ -78,6 +78,7 @@ LOCAL_APPS = [
     "benchmarks",
     "costs",
     "alerts",
+    "gateway",
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
@@ -461,6 +462,37 @@ if not PRODUCTION:
     # DRF's browsable API and Swagger UI use inline scripts; only production is strict about it.
     CONTENT_SECURITY_POLICY_REPORT_ONLY = CONTENT_SECURITY_POLICY
     CONTENT_SECURITY_POLICY = None
+
+# ---------------------------------------------------------------------------------------------
+# Gateway (gateway/): the OpenAI-compatible proxy, its own ASGI process
+# ---------------------------------------------------------------------------------------------
+PULSE_GATEWAY_PORT = env.int("PULSE_GATEWAY_PORT", default=8001)
+# The base URL callers give the OpenAI SDK, shown on the Gateway page and in snippets.
+GATEWAY_PUBLIC_URL = env.str("GATEWAY_PUBLIC_URL", default=f"http://127.0.0.1:{PULSE_GATEWAY_PORT}/v1").rstrip("/")
+# Redis holding the gateway's shared state (cache, limits, budgets, breaker, the call stream).
+# Unset (make run): an in-process stand-in (fakeredis), so one gateway process still caches,
+# limits and records correctly, and drains its own call stream.
+GATEWAY_REDIS_URL = env.str("GATEWAY_REDIS_URL", default=REDIS_URL)
+GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=8 * 1024 * 1024)
+GATEWAY_CONNECT_TIMEOUT_S = env.float("GATEWAY_CONNECT_TIMEOUT_S", default=5.0)
+# Until the upstream's response headers (a streaming upstream's first byte comes later).
+GATEWAY_FIRST_BYTE_TIMEOUT_S = env.float("GATEWAY_FIRST_BYTE_TIMEOUT_S", default=120.0)
+# Between two chunks of a streamed answer, and for a whole non-streamed body.
+GATEWAY_READ_TIMEOUT_S = env.float("GATEWAY_READ_TIMEOUT_S", default=600.0)
+GATEWAY_MAX_ATTEMPTS = env.int("GATEWAY_MAX_ATTEMPTS", default=3)
+GATEWAY_RETRY_BUDGET_S = env.float("GATEWAY_RETRY_BUDGET_S", default=30.0)
+GATEWAY_BREAKER_FAILURES = env.int("GATEWAY_BREAKER_FAILURES", default=5)
+GATEWAY_BREAKER_COOLDOWN_S = env.float("GATEWAY_BREAKER_COOLDOWN_S", default=30.0)
+# A hard budget reserves a request's maximum cost before forwarding it: its max_tokens, or this.
+GATEWAY_RESERVE_OUTPUT_TOKENS = env.int("GATEWAY_RESERVE_OUTPUT_TOKENS", default=4096)
+# How long a process trusts its in-memory copy of a project's configuration (a revoked token
+# stops working within this); Redis holds the shared copy, invalidated on every change.
+GATEWAY_STATE_LOCAL_TTL_S = env.float("GATEWAY_STATE_LOCAL_TTL_S", default=1.0)
+GATEWAY_STATE_REDIS_TTL_S = env.int("GATEWAY_STATE_REDIS_TTL_S", default=300)
+GATEWAY_CALL_STREAM = env.str("GATEWAY_CALL_STREAM", default="pulse:gateway:calls")
+GATEWAY_CONSUMER_BATCH = env.int("GATEWAY_CONSUMER_BATCH", default=500)
+# A record a consumer claimed but did not acknowledge (it died) is taken over after this.
+GATEWAY_CONSUMER_CLAIM_IDLE_S = env.float("GATEWAY_CONSUMER_CLAIM_IDLE_S", default=30.0)
 
 # ---------------------------------------------------------------------------------------------
 # Logging
