@@ -473,6 +473,8 @@ GATEWAY_PUBLIC_URL = env.str("GATEWAY_PUBLIC_URL", default=f"http://127.0.0.1:{P
 # Unset (make run): an in-process stand-in (fakeredis), so one gateway process still caches,
 # limits and records correctly, and drains its own call stream.
 GATEWAY_REDIS_URL = env.str("GATEWAY_REDIS_URL", default=REDIS_URL)
+# Every gateway key starts with this (tests: this checkout's prefix, cleared before each test).
+GATEWAY_KEY_PREFIX = env.str("GATEWAY_KEY_PREFIX", default=f"pulse-test-{CHECKOUT_ID}:gw" if TESTING else "pulse:gw")
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=8 * 1024 * 1024)
 GATEWAY_CONNECT_TIMEOUT_S = env.float("GATEWAY_CONNECT_TIMEOUT_S", default=5.0)
 # Until the upstream's response headers (a streaming upstream's first byte comes later).
@@ -489,7 +491,7 @@ GATEWAY_RESERVE_OUTPUT_TOKENS = env.int("GATEWAY_RESERVE_OUTPUT_TOKENS", default
 # stops working within this); Redis holds the shared copy, invalidated on every change.
 GATEWAY_STATE_LOCAL_TTL_S = env.float("GATEWAY_STATE_LOCAL_TTL_S", default=1.0)
 GATEWAY_STATE_REDIS_TTL_S = env.int("GATEWAY_STATE_REDIS_TTL_S", default=300)
-GATEWAY_CALL_STREAM = env.str("GATEWAY_CALL_STREAM", default="pulse:gateway:calls")
+GATEWAY_CALL_STREAM = env.str("GATEWAY_CALL_STREAM", default=f"{GATEWAY_KEY_PREFIX}:calls")
 GATEWAY_CONSUMER_BATCH = env.int("GATEWAY_CONSUMER_BATCH", default=500)
 # A record a consumer claimed but did not acknowledge (it died) is taken over after this.
 GATEWAY_CONSUMER_CLAIM_IDLE_S = env.float("GATEWAY_CONSUMER_CLAIM_IDLE_S", default=30.0)
