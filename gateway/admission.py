@@ -12,8 +12,9 @@ the project) and every covering hard budget, and only if all of them have room c
 request everywhere: all or nothing, so two gateway processes can never both take the last slot.
 
 Rate limits: a leaky bucket per limit ("generic cell rate" style, continuous refill), so the
-per-day limits are a rolling 24 hours, not a UTC day. A bucket holds a level (requests or
-tokens still counting) and the time it was measured; it drains at limit / window. A request
+per-day limits are a rolling 24 hours, not a UTC day. A bucket (one string key) holds a
+level (requests or tokens still counting) and the time it was measured; it drains at
+limit / window. A request
 fits if level + cost <= limit. Tokens are counted at admission with the caller's estimate
 (prompt estimate + max output) and corrected by `settle` with the real count. OpenAI's
 headers follow from the bucket: remaining = limit - level, reset = time until the bucket is
@@ -115,18 +116,19 @@ local function clock(arg)
 end
 local function f(x) return string.format('%.17g', x) end
 local function int(x) return string.format('%d', x) end
+-- a bucket is one string "<level> <ms when measured>"
 local function drained(key, limit, window, now)
-  local state = redis.call('HMGET', key, 'level', 'ts')
-  if not state[1] then return 0, false end
-  local elapsed = now - tonumber(state[2])
+  local state = redis.call('GET', key)
+  if not state then return 0, false end
+  local level, ts = string.match(state, '^(%S+) (%S+)$')
+  local elapsed = now - tonumber(ts)
   if elapsed < 0 then elapsed = 0 end
-  local level = tonumber(state[1]) - elapsed * limit / window
+  level = tonumber(level) - elapsed * limit / window
   if level < 0 then level = 0 end
   return level, true
 end
 local function keep_bucket(key, level, limit, window, now)
-  redis.call('HSET', key, 'level', f(level), 'ts', f(now))
-  redis.call('PEXPIRE', key, math.ceil(level * window / limit) + 1000)
+  redis.call('SET', key, f(level) .. ' ' .. f(now), 'PX', math.ceil(level * window / limit) + 1000)
 end
 """
 
@@ -265,24 +267,14 @@ return 0
 """
 
 # --------------------------------------------------------------------------------- limits
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Limit:
     kind: str  # rpm | tpm | rpd | tpd
     limit: int
     token_id: int | None  # None: the project's limit
-    owner_id: int
-
-    @property
-    def unit(self) -> str:
-        return LIMIT_KINDS[self.kind][0]
-
-    @property
-    def window_ms(self) -> int:
-        return LIMIT_KINDS[self.kind][1]
-
-    @property
-    def key(self) -> str:
-        return limit_key(self.token_id is None, self.owner_id, self.kind)
+    key: str  # its bucket
+    unit: str  # requests | tokens
+    window_ms: int
 
     def ms_per_unit(self) -> float:
         return self.window_ms / self.limit
@@ -296,8 +288,8 @@ def _limits_of(spec: LimitSpec | None, *, token_id: int | None, owner_id: int) -
     if spec is None:
         return []
     return [
-        _Limit(kind, value, token_id, owner_id)
-        for kind in LIMIT_KINDS if (value := getattr(spec, kind)) is not None
+        _Limit(kind, value, token_id, limit_key(token_id is None, owner_id, kind), unit, window_ms)
+        for kind, (unit, window_ms, _) in LIMIT_KINDS.items() if (value := getattr(spec, kind)) is not None
     ]
 
 
@@ -373,9 +365,6 @@ class Admission:
     headers: dict[str, str]  # x-ratelimit-limit-requests, -remaining-requests, -reset-requests, same for -tokens
     reservation: Reservation | None  # what settle() needs
     message: str  # human message for the error body
-
-
-ADMITTED = Admission(True, None, None, {}, None, "")
 
 
 def ledger_key(budget_id: int, period_tag: str) -> str:
@@ -463,7 +452,11 @@ async def admit(
     the token in messages; `now` (epoch seconds) replaces Redis's clock, for tests."""
     limits = applicable_limits(project, token_id)
     if not limits and not budgets:
-        return ADMITTED
+        return Admission(True, None, None, {}, None, "")
+    if budgets and not request_id:
+        # the consumer reports ingested calls by request id: without it, settled spend could never
+        # be matched with its event and would stay counted on top of the DB's figure
+        raise ValueError("admit() needs the gateway's request_id when a hard budget covers the request")
     request_id = request_id or uuid.uuid4().hex
     if budgets and max_cost_micro_usd is None:
         return Admission(

@@ -88,12 +88,13 @@ def limit_usage(project_id: int, token_ids: Iterable[int], *, now: float | None 
     pipe = client.pipeline(transaction=False)
     for owner, kind, _ in wanted:
         is_project = owner is None
-        pipe.hmget(limit_key(is_project, project_id if is_project else owner, kind), "level", "ts")
+        pipe.get(limit_key(is_project, project_id if is_project else owner, kind))
     usage: dict[int | None, dict[str, WindowUsage]] = {owner: {} for owner in (None, *token_ids)}
-    for (owner, kind, limit), (level, ts) in zip(wanted, pipe.execute() if wanted else [], strict=True):
+    for (owner, kind, limit), bucket in zip(wanted, pipe.execute() if wanted else [], strict=True):
         window_ms = LIMIT_KINDS[kind][1]
         current = 0.0
-        if level is not None:
+        if bucket is not None:  # "<level> <ms when measured>", as gateway/admission.py keeps it
+            level, ts = bucket.split()
             elapsed = max(0.0, now * 1000 - float(ts))
             current = max(0.0, float(level) - elapsed * limit / window_ms)
         used = math.ceil(current - EPSILON) if current > EPSILON else 0

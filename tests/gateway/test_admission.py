@@ -5,6 +5,7 @@ in-process stand-in; the clock is passed in (`now=`), so nothing waits."""
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 
@@ -31,10 +32,11 @@ OTHER_TOKEN = 12
 NOW = time.time()
 
 
-def admit_one(project, *, token_id=TOKEN, estimated_tokens=10, budgets=(), max_cost=0, now=NOW, **extra):
+def admit_one(project, *, token_id=TOKEN, estimated_tokens=10, budgets=(), max_cost=0, now=NOW, request_id=None):
     return run(lambda r: admit(
         r, project=project, token_id=token_id, estimated_tokens=estimated_tokens, budgets=list(budgets),
-        max_cost_micro_usd=max_cost, now=now, token_prefix="pk_live_ab12", **extra,
+        max_cost_micro_usd=max_cost, now=now, token_prefix="pk_live_ab12",
+        request_id=request_id or uuid.uuid4().hex,
     ))
 
 
@@ -283,12 +285,15 @@ def test_a_state_built_before_its_period_ended_counts_in_the_next_period(gw_back
     assert ledger_view(budget.budget_id, budget.period_end).used == 100
 
 
-def test_a_request_id_names_the_reservation(gw_backend):
+def test_the_request_id_names_the_budget_entry(gw_backend):
     budget = budget_state(amount=1000)
     decision = admit_one(project_state(budgets=(budget,)), budgets=[budget], max_cost=5, request_id="req-1")
     assert decision.reservation.request_id == "req-1"
     settle_one(decision, actual_tokens=1, actual_cost=5)
     assert "req-1" in ledger_view(budget.budget_id, budget.period_start).entries
+    with pytest.raises(ValueError, match="request_id"):
+        run(lambda r: admit(r, project=project_state(budgets=(budget,)), token_id=TOKEN, estimated_tokens=1,
+                            budgets=[budget], max_cost_micro_usd=5))
 
 
 def test_settle_queues_on_a_sync_pipeline_too(gw_backend):

@@ -48,7 +48,7 @@ async def admit_many(r, budget, count: int, *, token_id: int = 1):
     project = project_state(budgets=(budget,))
     return await asyncio.gather(*(
         admit(r, project=project, token_id=token_id, estimated_tokens=100, budgets=[budget],
-              max_cost_micro_usd=MAX_COST)
+              max_cost_micro_usd=MAX_COST, request_id=uuid.uuid4().hex)
         for _ in range(count)
     ))
 
@@ -83,7 +83,7 @@ def test_admissions_and_settlements_interleaved_never_overspend(gw_backend):
 
     async def one(r) -> int:
         decision = await admit(r, project=project, token_id=1, estimated_tokens=100, budgets=[budget],
-                               max_cost_micro_usd=MAX_COST)
+                               max_cost_micro_usd=MAX_COST, request_id=uuid.uuid4().hex)
         if not decision.allowed:
             return 0
         await asyncio.sleep(0)  # the upstream answers; others are admitted meanwhile
@@ -134,7 +134,7 @@ def test_two_event_loops_share_one_budget(gw_backend):
 
 
 CHILD = """
-import asyncio, json, os, sys
+import asyncio, json, os, sys, uuid
 import django
 django.setup()
 from gateway.admission import admit
@@ -151,7 +151,8 @@ async def main():
     r = async_client()
     project = project_state(budgets=(budget,))
     decisions = await asyncio.gather(*(
-        admit(r, project=project, token_id=1, estimated_tokens=100, budgets=[budget], max_cost_micro_usd=int(sys.argv[3]))
+        admit(r, project=project, token_id=1, estimated_tokens=100, budgets=[budget],
+              max_cost_micro_usd=int(sys.argv[3]), request_id=uuid.uuid4().hex)
         for _ in range(25)
     ))
     await r.aclose()
