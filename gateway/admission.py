@@ -266,6 +266,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+
 # --------------------------------------------------------------------------------- limits
 @dataclass(frozen=True, slots=True)
 class _Limit:
@@ -428,7 +429,10 @@ def _budget_refusal(budget: BudgetState, used: int, max_cost: int, now: float) -
     name = getattr(budget, "name", "") or f"#{budget.budget_id}"
     _, end, _ = _current_period(budget, now)
     if used >= budget.amount_micro_usd:
-        text = f"Hard budget {name} is used up: {usd(used)} of {usd(budget.amount_micro_usd)} this period."
+        text = (
+            f"Hard budget {name} is used up: {usd(used)} of {usd(budget.amount_micro_usd)} spent or reserved "
+            "this period."
+        )
     else:
         text = (
             f"Hard budget {name} has no room for this request: {usd(used)} of "

@@ -1,6 +1,7 @@
 """Read-only numbers for the Gateway page and API: the cache's and the rate limits' state now.
 
     cache_stats(project.id)                   # CacheStats: hits, misses, bypass, hit rate, $ saved, entries, bytes
+    cache_hourly(project.id, start, end)      # [CacheHour] per UTC hour in [start, end), for charts
     limit_usage(project.id, [token.id, ...])  # {None: project's LimitUsage, token id: LimitUsage}
 
 Sync (Django views and serializers call them); a few Redis round trips, no scan.
@@ -12,10 +13,11 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from .admission import EPSILON, LIMIT_KINDS, MICRO, limit_key
-from .cache import bytes_key, index_key, sizes_key, totals_key
+from .cache import HOURLY_TTL_S, bytes_key, hourly_key, index_key, sizes_key, totals_key
 from .models import RateLimit
 from .redis import sync_client
 
@@ -52,6 +54,36 @@ def cache_stats(project_id: int) -> CacheStats:
         saved_usd=Decimal(counts.get("saved_micro_usd", 0)) / MICRO,
         entries=int(entries), memory_bytes=max(0, int(stored_bytes or 0) - expired_bytes),
     )
+
+
+@dataclass(frozen=True)
+class CacheHour:
+    hour: datetime  # UTC, the hour's start
+    hits: int
+    misses: int
+    bypass: int
+    saved_usd: Decimal
+
+
+def cache_hourly(project_id: int, start: datetime, end: datetime) -> list[CacheHour]:
+    """Lookups per UTC hour in [start, end), quiet hours included; hours older than the
+    counters are kept (HOURLY_TTL_S) are left out."""
+    start = max(start.astimezone(UTC), datetime.now(UTC) - timedelta(seconds=HOURLY_TTL_S))
+    hour = start.replace(minute=0, second=0, microsecond=0)
+    end = end.astimezone(UTC)
+    hours = []
+    while hour < end:
+        hours.append(hour)
+        hour += timedelta(hours=1)
+    pipe = sync_client().pipeline(transaction=False)
+    for hour in hours:
+        pipe.hgetall(hourly_key(project_id, hour))
+    rows = []
+    for hour, counters in zip(hours, pipe.execute() if hours else [], strict=True):
+        counts = {name.decode(): int(value) for name, value in counters.items()}
+        rows.append(CacheHour(hour, counts.get("hit", 0), counts.get("miss", 0), counts.get("bypass", 0),
+                              Decimal(counts.get("saved_micro_usd", 0)) / MICRO))
+    return rows
 
 
 @dataclass(frozen=True)

@@ -233,7 +233,7 @@ def test_settle_moves_the_reservation_to_the_real_cost(gw_backend):
 def test_a_used_up_budget_refuses_even_a_free_request(gw_backend):
     budget = budget_state(amount=5_000_000, spent=5_000_000)
     decision = admit_one(project_state(budgets=(budget,)), budgets=[budget], max_cost=0)
-    assert decision.reason == "budget" and "is used up: $5.00 of $5.00 this period" in decision.message
+    assert decision.reason == "budget" and "is used up: $5.00 of $5.00 spent or reserved this period" in decision.message
 
 
 def test_an_unpriced_request_under_a_hard_budget_is_refused(gw_backend):

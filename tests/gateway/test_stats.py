@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import orjson
@@ -15,7 +16,7 @@ from gateway.admission import admit
 from gateway.cache import CachedAnswer, cache_key, count, store
 from gateway.models import RateLimit
 from gateway.redis import sync_client
-from gateway.stats import LimitUsage, WindowUsage, cache_stats, limit_usage
+from gateway.stats import CacheHour, LimitUsage, WindowUsage, cache_hourly, cache_stats, limit_usage
 
 from . import backends
 from .backends import limits, project_state, run
@@ -67,6 +68,23 @@ def test_cache_stats_count_outcomes_savings_entries_and_bytes(gw_backend):
     assert stats.entries == 2
     assert stats.memory_bytes == size(short) + size(long)
     assert cache_stats(PROJECT + 1).entries == 0  # per project
+
+
+def test_cache_hourly_gives_every_hour_of_a_range(gw_backend):
+    async def traffic(r):
+        await count(r, PROJECT, "hit", saved_micro_usd=2_000_000)
+        await count(r, PROJECT, "miss")
+
+    run(traffic)
+    this_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    sync_client().hset(cache.hourly_key(PROJECT, this_hour - timedelta(hours=2)), "bypass", 3)
+    rows = cache_hourly(PROJECT, this_hour - timedelta(hours=2, minutes=30), this_hour + timedelta(minutes=1))
+    assert rows == [
+        CacheHour(this_hour - timedelta(hours=3), 0, 0, 0, Decimal(0)),
+        CacheHour(this_hour - timedelta(hours=2), 0, 0, 3, Decimal(0)),
+        CacheHour(this_hour - timedelta(hours=1), 0, 0, 0, Decimal(0)),
+        CacheHour(this_hour, 1, 1, 0, Decimal(2)),
+    ]
 
 
 def test_expired_entries_leave_the_numbers(gw_backend):
