@@ -6,13 +6,15 @@
     await count(r, project_id, "hit", saved_micro_usd=answer.cost_micro_usd)
     events = as_sse_events(answer, include_usage=True)    # a hit for a `stream: true` request
 
-The key is a SHA-256 of the project, the endpoint and the canonical request body: keys sorted,
+The entry's Redis key ends in a SHA-256 of the project, the endpoint ("chat", "embeddings",
+"messages") and the canonical request body: keys sorted,
 integral floats written as integers (`temperature: 1.0` == `1`), and without the fields that do
 not change the answer:
 
     stream, stream_options   how the answer is delivered (a hit is replayed in either shape)
-    user, metadata, store, safety_identifier, service_tier, prompt_cache_key,
-    prompt_cache_retention   who asks, what is logged or billed, which provider-side cache or
+    user, metadata (Anthropic's user_id), store, safety_identifier, service_tier,
+    prompt_cache_key, prompt_cache_retention
+                             who asks, what is logged or billed, which provider-side cache or
                              tier serves it; not what the model writes
 
 Everything else is in the key, including `model` exactly as the caller sent it (the route
@@ -23,8 +25,8 @@ miss rather than a wrong answer. A nondeterministic request (`temperature > 0`, 
 cached like any other once the project opted in, as other gateways do: the point is to pay
 once for the same question.
 
-Entries expire with the project's TTL. Answers whose JSON is larger than MAX_ANSWER_BYTES are
-not stored (a 2,000-input embeddings batch would otherwise take tens of MB per entry). Each
+Entries expire with the project's TTL. Answers whose JSON is larger than MAX_ANSWER_BYTES (1 MiB)
+are not stored (a 2,000-input embeddings batch would otherwise take tens of MB per entry). Each
 project keeps a sorted set of its entries (digest -> expiry) and their sizes, so the pages can
 show the count and the bytes stored without scanning Redis, and counters of hits, misses,
 bypasses and the micro-USD hits saved, in total and per UTC hour (kept HOURLY_TTL_S).
