@@ -122,12 +122,15 @@ class UpstreamForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         connection = self.fields["connection"]
         connection.queryset = Connection.objects.filter(organization=organization).order_by("name")
+        connection.to_field_name = "uuid"  # objects are named by uuid, never by sequential id
+        connection.label_from_instance = lambda c: c.name if c.is_enabled else f"{c.name} (disabled)"
         connection.empty_label = "Choose a connection"
         self.fields["weight"].initial = 1
         self.fields["weight"].required = False
 
     def clean_weight(self) -> int:
-        return self.cleaned_data.get("weight") or 1
+        weight = self.cleaned_data.get("weight")
+        return 1 if weight is None else weight  # left blank: the default
 
     def as_spec(self) -> UpstreamSpec:
         data = self.cleaned_data
@@ -181,8 +184,8 @@ BLANK_UPSTREAM_ROWS = 2  # room to add upstreams without JavaScript
 def upstream_formset(data: object, route: Route) -> BaseUpstreamFormSet:
     """The formset for `route`: its upstreams in order, then blank rows up to the maximum."""
     initial = [
-        {"connection": upstream.connection_id, "model": upstream.model, "weight": upstream.weight}
-        for upstream in (route.upstreams.order_by("position", "id") if route.pk else [])
+        {"connection": upstream.connection.uuid, "model": upstream.model, "weight": upstream.weight}
+        for upstream in (route.upstreams.select_related("connection").order_by("position", "id") if route.pk else [])
     ]
     formset_class = forms.formset_factory(
         UpstreamForm, formset=BaseUpstreamFormSet, can_order=True, can_delete=True, can_delete_extra=False,
@@ -240,5 +243,8 @@ class RateLimitForm(forms.ModelForm):
         self.instance.project = project
         token = self.fields["api_token"]
         token.queryset = ApiToken.objects.filter(project=project, revoked_at__isnull=True).order_by("name")
+        token.to_field_name = "uuid"
+        if self.instance.api_token_id:  # the instance's initial value is its id: name it by uuid
+            self.initial["api_token"] = self.instance.api_token.uuid
         token.empty_label = "The whole project"
         token.label_from_instance = lambda api_token: f"{api_token.name} ({api_token.masked})"

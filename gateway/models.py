@@ -101,7 +101,7 @@ class Connection(models.Model):
         if not self.provider:
             errors["provider"] = "Name the provider calls are priced under, e.g. openai."
         if self.organization_id is not None:
-            if self.name and self._name_taken():
+            if self.name and _queryable(self.name) and self._name_taken():
                 errors["name"] = f"{self.organization.name} already has a connection named “{self.name}”."
             # A first check for a clear field error; every upstream call checks again where the
             # socket is opened (lib/egress.py).
@@ -132,6 +132,12 @@ class Connection(models.Model):
 
     def routes_using(self) -> RouteQuerySet:
         return Route.objects.filter(upstreams__connection=self).select_related("project").distinct()
+
+
+def _queryable(text: str) -> bool:
+    """Whether a value can be looked up at all: PostgreSQL text holds no NUL character (the
+    field's own validation reports it; clean() runs anyway and must not fail on the query)."""
+    return "\x00" not in text
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -193,7 +199,7 @@ class Route(models.Model):
         return f"{self.project} / {self.name}"
 
     def clean(self) -> None:
-        if self.project_id is not None and self.name:
+        if self.project_id is not None and self.name and _queryable(self.name):
             clash = Route.objects.filter(project_id=self.project_id, name=self.name)
             if (clash.exclude(pk=self.pk) if self.pk else clash).exists():
                 raise ValidationError({"name": f"{self.project.name} already has a route named “{self.name}”."})

@@ -13,10 +13,13 @@ A connection's API key is write-only: responses say `has_key`, never the key or 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
+from rest_framework.fields import SkipField
+from rest_framework.utils.encoders import JSONEncoder
 
 from accounts.api import OwnedByVisibleOrganization
 from accounts.models import ApiToken, Organization, Project, User
@@ -50,24 +53,42 @@ API_KEY_MAX_LENGTH = 1000
 # The shared base: unknown fields refused, the model's own validation
 # ---------------------------------------------------------------------------------------------
 class RefusesUnknownFields:
-    """Keys that are not writable fields are a 400 each ("Unknown field." or, for one the
-    response shows, "Read-only."), and the OpenAPI schema says `additionalProperties: false`
-    (accounts/api_schema.py reads `rejects_unknown_fields`)."""
+    """Keys that are not fields are a 400 each ("Unknown field."), and the OpenAPI schema says
+    `additionalProperties: false` (accounts/api_schema.py reads `rejects_unknown_fields`). A
+    read-only field is accepted only with the value it already has (timestamps are ignored), so a
+    body read with GET can be sent back with PUT, but nobody believes they changed what cannot."""
 
     rejects_unknown_fields = True
+    # Bookkeeping a client cannot mean to set; a stale copy of them sent back is no mistake.
+    IGNORED_READ_ONLY = frozenset({"created_at", "updated_at"})
+    # Nested items (a route's upstreams) carry derived read-only values (label, connection
+    # name) that follow from their writable fields: ignored, as DRF does.
+    ignores_read_only_values = False
 
     def to_internal_value(self, data: object) -> dict:
         if isinstance(data, Mapping):
             errors = {}
-            for name in data:
+            for name, value in data.items():
                 field = self.fields.get(name)
                 if field is None:
                     errors[name] = ["Unknown field."]
-                elif field.read_only:
+                elif (
+                    field.read_only and name not in self.IGNORED_READ_ONLY and not self.ignores_read_only_values
+                    and not self._is_current(field, value)
+                ):
                     errors[name] = ["Read-only: leave it out."]
             if errors:
                 raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
+
+    def _is_current(self, field: serializers.Field, value: object) -> bool:
+        if self.instance is None or isinstance(self.instance, list):
+            return False
+        try:
+            shown = field.to_representation(field.get_attribute(self.instance))
+        except (AttributeError, KeyError, SkipField):
+            return False
+        return json.loads(json.dumps(shown, cls=JSONEncoder)) == value
 
 
 class FixedOwnerMixin:
@@ -195,6 +216,7 @@ class ConnectionSerializer(OwnedByVisibleOrganization, CleanedModelSerializer):
 # Routes and their upstreams
 # ---------------------------------------------------------------------------------------------
 class UpstreamSerializer(RefusesUnknownFields, StrictModelSerializer):
+    ignores_read_only_values = True
     connection = StrictSlugRelatedField(
         slug_field="uuid", queryset=Connection.objects.none(),
         help_text="A connection of the project's organization, by uuid.",
