@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -47,6 +47,18 @@ validate_model_name = RegexValidator(
     message="A model name without spaces or control characters, e.g. gpt-4o-mini or fast-chat.",
     code="invalid_model_name",
 )
+
+
+def save_or_explain(instance: models.Model) -> None:
+    """instance.save(); if a unique constraint fails because a concurrent save took the name
+    between clean() and this save, the ValidationError clean() gives now (400 on the field),
+    not an IntegrityError (500)."""
+    try:
+        with transaction.atomic():  # a savepoint: the transaction around stays usable
+            instance.save()
+    except IntegrityError:
+        instance.full_clean()
+        raise
 
 
 class ConnectionQuerySet(TenantQuerySet):
@@ -393,6 +405,14 @@ class RateLimit(models.Model):
         return f"Limits of {self.api_token or self.project}"
 
     LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "requests_per_day", "tokens_per_day")
+
+    class Scope(models.TextChoices):
+        PROJECT = "project", "The whole project's calls"
+        TOKEN = "token", "One API token's calls"
+
+    @property
+    def scope(self) -> str:
+        return self.Scope.TOKEN if self.api_token_id else self.Scope.PROJECT
 
     def clean(self) -> None:
         if self.api_token_id and self.project_id and self.api_token.project_id != self.project_id:

@@ -17,6 +17,7 @@ import json
 from collections.abc import Mapping
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
 from rest_framework import serializers
 from rest_framework.fields import SkipField
 from rest_framework.utils.encoders import JSONEncoder
@@ -44,6 +45,7 @@ from .models import (
     RouteUpstream,
     UpstreamsInvalid,
     UpstreamSpec,
+    save_or_explain,
 )
 
 API_KEY_MAX_LENGTH = 1000
@@ -135,6 +137,18 @@ class CleanedModelSerializer(RefusesUnknownFields, StrictModelSerializer):
         self.candidate = candidate
         return attrs
 
+    def _save(self, instance: models.Model, validated_data: dict) -> models.Model:
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        save_or_explain(instance)  # a name taken meanwhile: 400 on the field (the exception handler)
+        return instance
+
+    def create(self, validated_data: dict) -> models.Model:
+        return self._save(self.Meta.model(), validated_data)
+
+    def update(self, instance: models.Model, validated_data: dict) -> models.Model:
+        return self._save(instance, validated_data)
+
 
 # ---------------------------------------------------------------------------------------------
 # Connections
@@ -198,18 +212,7 @@ class ConnectionSerializer(OwnedByVisibleOrganization, CleanedModelSerializer):
             ]})
         return attrs
 
-    def _save(self, connection: Connection, validated_data: dict) -> Connection:
-        # An omitted api_key keeps the stored one; "" removes it; the field encrypts the rest.
-        for name, value in validated_data.items():
-            setattr(connection, name, value)
-        connection.save()
-        return connection
-
-    def create(self, validated_data: dict) -> Connection:
-        return self._save(Connection(), validated_data)
-
-    def update(self, instance: Connection, validated_data: dict) -> Connection:
-        return self._save(instance, validated_data)
+    # _save(): an omitted api_key keeps the stored one; "" removes it; the field encrypts the rest.
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,18 +289,10 @@ class RouteSerializer(FixedOwnerMixin, CleanedModelSerializer):
 
     def _save(self, route: Route, validated_data: dict) -> Route:
         specs = validated_data.pop("upstreams", None)
-        for name, value in validated_data.items():
-            setattr(route, name, value)
-        route.save()
+        route = super()._save(route, validated_data)
         if specs is not None:
             route.replace_upstreams(specs)
         return route
-
-    def create(self, validated_data: dict) -> Route:
-        return self._save(Route(), validated_data)
-
-    def update(self, instance: Route, validated_data: dict) -> Route:
-        return self._save(instance, validated_data)
 
 
 def _upstream_errors(invalid: UpstreamsInvalid) -> list[str] | dict[int, dict[str, list[str]]]:
@@ -361,7 +356,9 @@ class RateLimitSerializer(FixedOwnerMixin, CleanedModelSerializer):
         slug_field="uuid", queryset=ApiToken.objects.none(), allow_null=True, required=False,
         help_text="A token of the project, by uuid: the limits apply to that token's calls. Null: to the whole project.",
     )
-    scope = serializers.SerializerMethodField(help_text="project: the whole project's calls; token: one token's.")
+    scope = serializers.ChoiceField(
+        choices=RateLimit.Scope.choices, read_only=True, help_text="project: the whole project's calls; token: one token's.",
+    )
     api_token_name = serializers.SerializerMethodField(help_text="The token's name; null for project-wide limits.")
     requests_per_minute = _limit_field("Requests per minute (RPM)")
     tokens_per_minute = _limit_field("Tokens per minute (TPM), input and output")
@@ -382,9 +379,6 @@ class RateLimitSerializer(FixedOwnerMixin, CleanedModelSerializer):
         if self.principal is not None:
             fields["api_token"].queryset = ApiToken.objects.visible_to(self.principal)
         return fields
-
-    def get_scope(self, limit: RateLimit) -> str:
-        return "token" if limit.api_token_id else "project"
 
     def get_api_token_name(self, limit: RateLimit) -> str | None:
         return limit.api_token.name if limit.api_token_id else None

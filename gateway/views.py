@@ -15,6 +15,7 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Prefetch
 from django.http import HttpRequest, HttpResponse
@@ -30,11 +31,23 @@ from accounts.tenancy import organization_for, project_for
 from benchmarks.models import ProviderKind
 
 from .forms import ConnectionForm, GatewaySettingsForm, RateLimitForm, RouteForm, upstream_formset
-from .models import Connection, GatewaySettings, RateLimit, Route, RouteUpstream
+from .models import Connection, GatewaySettings, RateLimit, Route, RouteUpstream, save_or_explain
 
 MANAGE_ROLE = Role.MEMBER  # Connection/Route/GatewaySettings/RateLimit.MANAGE_ROLE, as in the API
 TOKEN_PLACEHOLDER = "pk_live_YOUR_GATEWAY_TOKEN"  # noqa: S105  (a placeholder shown in snippets)
 EXAMPLE_MODEL = "gpt-4o-mini"
+
+
+def _saved(form: object, instance: object) -> bool:
+    """Save the form's instance; a name taken by a concurrent save since the form was checked
+    comes back as the form's own error (the page answers 400), never a 500."""
+    try:
+        save_or_explain(instance)
+    except ValidationError as error:
+        for field, messages in error.message_dict.items():
+            form.add_error(field if field in form.fields else None, messages)
+        return False
+    return True
 
 
 def _form_response(request: HttpRequest, template: str, context: dict, *forms: object) -> HttpResponse:
@@ -153,8 +166,7 @@ def gateway_settings(request: HttpRequest, project_uuid: UUID) -> HttpResponse:
     project = project_for(request, project_uuid, MANAGE_ROLE)
     current = GatewaySettings.current(project)
     form = GatewaySettingsForm(request.POST or None, instance=current)
-    if request.method == "POST" and form.is_valid():
-        form.save()
+    if request.method == "POST" and form.is_valid() and _saved(form, form.save(commit=False)):
         messages.success(request, "Gateway settings saved.")
         return redirect("gateway", project.uuid)
     return _form_response(request, "gateway/settings_form.html", {"project": project, "form": form}, form)
@@ -176,10 +188,12 @@ def _route_form_page(request: HttpRequest, project: Project, route: Route | None
     upstreams = upstream_formset(request.POST or None, form.instance)
     if request.method == "POST" and form.is_valid() and upstreams.is_valid():
         with transaction.atomic():  # the route and its upstream list change together
-            saved = form.save()
-            saved.replace_upstreams(upstreams.specs())
-        messages.success(request, f"Route “{saved.name}” saved.")
-        return redirect("gateway", project.uuid)
+            saved = form.save(commit=False)
+            if _saved(form, saved):
+                saved.replace_upstreams(upstreams.specs())
+        if not form.errors:
+            messages.success(request, f"Route “{saved.name}” saved.")
+            return redirect("gateway", project.uuid)
     context = {
         "project": project, "route": route, "form": form, "upstreams": upstreams,
         "has_connections": Connection.objects.visible_to(request.user).filter(organization=project.organization).exists(),
@@ -225,8 +239,7 @@ def _managed_limit(request: HttpRequest, project_uuid: UUID, limit_uuid: UUID) -
 def _limit_form_page(request: HttpRequest, project: Project, limit: RateLimit | None) -> HttpResponse:
     initial = {"api_token": request.GET.get("token")} if limit is None and request.GET.get("token") else None
     form = RateLimitForm(request.POST or None, instance=limit, initial=initial, project=project)
-    if request.method == "POST" and form.is_valid():
-        saved = form.save()
+    if request.method == "POST" and form.is_valid() and _saved(form, saved := form.save(commit=False)):
         messages.success(request, f"Limits for {saved.api_token.name if saved.api_token else 'the whole project'} saved.")
         return redirect("gateway", project.uuid)
     return _form_response(request, "gateway/limit_form.html", {"project": project, "limit": limit, "form": form}, form)
@@ -307,9 +320,9 @@ def _connection_form_page(request: HttpRequest, organization: Organization, conn
         saved = form.save(commit=False)
         if connection is None:
             saved.created_by = request.user
-        saved.save()
-        messages.success(request, f"Connection “{saved.name}” saved.")
-        return redirect(back)
+        if _saved(form, saved):
+            messages.success(request, f"Connection “{saved.name}” saved.")
+            return redirect(back)
     context = {"organization": organization, "connection": connection, "form": form, "back": back}
     return _form_response(request, "gateway/connection_form.html", context, form)
 

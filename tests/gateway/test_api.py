@@ -25,6 +25,7 @@ from gateway.models import (
     RouteUpstream,
     UpstreamSpec,
 )
+from gateway.serializers import ConnectionSerializer, RateLimitSerializer
 from tests.conftest import Personas
 
 from .factories import (
@@ -606,3 +607,38 @@ def test_a_project_without_routes_has_no_models(personas, api_as):
     project = Project.objects.create(organization=personas.org, name="Empty")
     response = call(api_as("viewer"), "GET", f"/models?project={project.uuid}")
     assert response.json()["models"] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Races: a name taken between the check and the save is still a 400
+# ---------------------------------------------------------------------------------------------
+def someone_else_saves_first(monkeypatch, serializer: type, save_theirs) -> None:
+    """Between this request's checks and its save, a concurrent request saves the same name."""
+    validate = serializer.validate
+
+    def validate_then_lose_the_race(self, attrs):
+        attrs = validate(self, attrs)
+        save_theirs()
+        return attrs
+
+    monkeypatch.setattr(serializer, "validate", validate_then_lose_the_race)
+
+
+def test_a_connection_name_taken_meanwhile_is_a_400_not_a_500(world, api_as, monkeypatch):
+    someone_else_saves_first(monkeypatch, ConnectionSerializer, lambda: make_connection(world.personas.org, "Groq"))
+    response = call(api_as("member"), "POST", "/connections", world.fill(connection_body()))
+    assert response.status_code == 400, response.content
+    assert response.json() == {"name": ["Acme already has a connection named “Groq”."]}
+    assert Connection.objects.filter(name="Groq").count() == 1
+
+
+def test_a_limit_taken_meanwhile_is_a_400_not_a_500(world, api_as, monkeypatch):
+    someone_else_saves_first(
+        monkeypatch, RateLimitSerializer,
+        lambda: RateLimit.objects.create(project=world.personas.project, api_token=world.token, tokens_per_day=1),
+    )
+    body = world.fill({"project": "{project}", "api_token": "{token}", "requests_per_day": 9})
+    response = call(api_as("member"), "POST", "/limits", body)
+    assert response.status_code == 400, response.content
+    assert response.json() == {"api_token": ["This token already has limits here; change those instead."]}
+    assert RateLimit.objects.get(api_token=world.token).tokens_per_day == 1

@@ -11,6 +11,7 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import ApiToken
+from gateway.forms import RouteForm
 from gateway.models import Connection, GatewaySettings, RateLimit, Route
 from tests.conftest import client_as
 
@@ -414,3 +415,19 @@ def test_no_page_shows_a_key(world, client_as_persona):
             html = client.get(urls(world)[name]).content.decode()
             assert not leaks_a_key(html, world.connection, world.other_connection), name
             assert SECRET not in html and OTHER_SECRET not in html
+
+
+def test_a_route_name_taken_meanwhile_comes_back_on_the_form(world, client_as_persona, monkeypatch):
+    checked = RouteForm._post_clean
+
+    def check_then_lose_the_race(self):
+        checked(self)  # the model's rules passed; now a concurrent request saves the same name
+        Route.objects.create(project=world.personas.project, name="smart-chat")
+
+    monkeypatch.setattr(RouteForm, "_post_clean", check_then_lose_the_race)
+    data = route_form(rows=[(str(world.connection.uuid), "gpt-4o", "1", "", False)])
+    response = client_as_persona("member").post(urls(world)["route_new"], data)
+
+    assert response.status_code == 400
+    assert response.context["form"].errors["name"] == ["Production already has a route named “smart-chat”."]
+    assert Route.objects.filter(project=world.personas.project, name="smart-chat").count() == 1
