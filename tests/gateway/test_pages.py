@@ -6,8 +6,11 @@ written, never shown."""
 from __future__ import annotations
 
 import re
+from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
+from django.template.loader import render_to_string
 from django.urls import reverse
 
 from accounts.models import ApiToken
@@ -431,3 +434,24 @@ def test_a_route_name_taken_meanwhile_comes_back_on_the_form(world, client_as_pe
     assert response.status_code == 400
     assert response.context["form"].errors["name"] == ["Production already has a route named “smart-chat”."]
     assert Route.objects.filter(project=world.personas.project, name="smart-chat").count() == 1
+
+
+def test_the_live_numbers_section_renders_what_the_gateway_reports(world, rf):
+    """templates/gateway/_live_stats.html against the documented shapes of gateway/stats.py
+    (CacheStats, LimitUsage of WindowUsage), which the Gateway page passes in."""
+    window = SimpleNamespace
+    cache = SimpleNamespace(hits=30, misses=10, bypass=2, hit_rate=0.75, saved_usd=Decimal("1.25"), entries=7,
+                            memory_bytes=2048)
+    world.limit.usage = SimpleNamespace(rpm=window(limit=60, used=12, remaining=48, resets_in_s=12.0), tpm=None,
+                                        rpd=None, tpd=None)
+    request = rf.get("/")
+    request.user = world.personas.viewer
+
+    html = render_to_string("gateway/_live_stats.html", {
+        "cache_stats": cache, "limit_usage": {None: world.limit.usage}, "limits": [world.limit],
+    }, request=request)
+
+    assert "75 %" in html and "30 hits" in html and "$1.25" in html and "2.0\xa0KB" in html
+    assert "12 / 60" in html and 'data-testid="live-stats-pending"' not in html
+    empty = render_to_string("gateway/_live_stats.html", {"limits": [world.limit]}, request=request)
+    assert 'data-testid="live-stats-pending"' in empty
