@@ -30,6 +30,7 @@ run: install
 	$(BIN)/python manage.py seed_costs_demo
 	$(BIN)/python manage.py seed_benchmark_demo
 	$(BIN)/python manage.py seed_alerts_demo
+	$(BIN)/python manage.py seed_gateway_demo
 	@echo "Pulse is starting on http://127.0.0.1:$(PULSE_PORT)/ (web, worker and beat; Ctrl-C stops all)"
 	$(BIN)/honcho start -f Procfile.dev
 
