@@ -30,6 +30,7 @@ from accounts.models import ApiToken, Organization, Project, Role
 from accounts.tenancy import organization_for, project_for
 from benchmarks.models import ProviderKind
 
+from . import stats
 from .forms import ConnectionForm, GatewaySettingsForm, RateLimitForm, RouteForm, upstream_formset
 from .models import Connection, GatewaySettings, RateLimit, Route, RouteUpstream, save_or_explain
 
@@ -119,10 +120,16 @@ def _render_gateway(
         token for token in ApiToken.objects.visible_to(request.user).filter(project=project).active()
         if token.has_scope(ApiToken.Scope.GATEWAY)
     ]
+    # Live numbers from Redis (gateway/stats.py): cheap reads of counters, no scan.
+    usage = stats.limit_usage(project.id, [limit.api_token_id for limit in limits if limit.api_token_id])
+    for limit in limits:
+        limit.usage = usage.get(limit.api_token_id)
     context = {
         "project": project,
         "organization": project.organization,
         "can_manage": request.role >= MANAGE_ROLE,
+        "cache_stats": stats.cache_stats(project.id),
+        "limit_usage": usage,
         "snippets": Snippets.for_project(routes, new_token[1] if new_token else None),
         "new_token": new_token[0] if new_token else None,
         "token_form": token_form or ApiTokenForm(initial={"name": "Gateway", "scopes": [ApiToken.Scope.GATEWAY]}),

@@ -452,6 +452,26 @@ def test_the_live_numbers_section_renders_what_the_gateway_reports(world, rf):
     }, request=request)
 
     assert "75 %" in html and "30 hits" in html and "$1.25" in html and "2.0\xa0KB" in html
-    assert "12 / 60" in html and 'data-testid="live-stats-pending"' not in html
-    empty = render_to_string("gateway/_live_stats.html", {"limits": [world.limit]}, request=request)
-    assert 'data-testid="live-stats-pending"' in empty
+    assert "12 / 60" in html
+
+
+def test_the_gateway_page_shows_the_cache_numbers_the_gateway_counted(world, client_as_persona):
+    """The page reads the live counters from Redis (gateway/stats.py), per project."""
+    import asyncio
+
+    from gateway import cache
+    from gateway.redis import async_client
+
+    async def traffic() -> None:
+        r = async_client()
+        await cache.count(r, world.personas.project.id, "hit", saved_micro_usd=2_500_000)
+        await cache.count(r, world.personas.project.id, "miss")
+        await cache.count(r, world.personas.other_project.id, "hit", saved_micro_usd=9_000_000)
+
+    asyncio.run(traffic())
+    response = client_as_persona("viewer").get(urls(world)["gateway"])
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'data-testid="cache-hit-rate"' in html and "50 %" in html
+    assert "$2.50" in html and "$9.00" not in html
