@@ -49,7 +49,7 @@ from django.utils.dateparse import parse_datetime
 
 from accounts.models import ApiToken, Project
 from lib.dates import OutOfRange, check_moment
-from lib.text import printable, unstorable
+from lib.text import printable, storable, unstorable
 
 from .models import CostEvent, CostEventBody, CostRollup, rollup_tag_keys
 from .pricing import PriceBook, as_stored, cost_of, normalize_provider
@@ -344,13 +344,6 @@ def _end_user(item: Mapping, errors: list) -> str:
         errors.append(("end_user", problem))
         return ""
     return value.strip()
-
-
-def storable(text: str) -> str:
-    """`text` with what PostgreSQL cannot store replaced: NUL removed, lone surrogates as U+FFFD."""
-    if unstorable(text) is None:
-        return text
-    return text.replace("\x00", "").encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _lenient_text(item: Mapping, name: str, limit: int, errors: list) -> str:
