@@ -79,9 +79,10 @@ class CostEvent(models.Model):
         OTHER = "other", "Other"
 
     class TokenCountSource(models.TextChoices):
-        # The benchmarks' names for the same two cases (benchmarks.providers.TokenCountSource).
-        USAGE = MeasuredTokenCount.USAGE.value, "Reported by the provider"
-        ESTIMATE = MeasuredTokenCount.ESTIMATE.value, "Estimated (no usage reported)"
+        # The benchmarks' names for the same two cases (benchmarks.providers.TokenCountSource),
+        # labels included, so the API schema has one TokenCountSourceEnum for both.
+        USAGE = MeasuredTokenCount.USAGE.value, MeasuredTokenCount.USAGE.value  # reported by the provider
+        ESTIMATE = MeasuredTokenCount.ESTIMATE.value, MeasuredTokenCount.ESTIMATE.value  # counted without one
 
     id = models.BigAutoField(primary_key=True)
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
