@@ -75,10 +75,11 @@ MAX_ATTEMPT_ERROR = 500
 MAX_BODY_BYTES = 1_000_000
 MAX_BODY_RETENTION_DAYS = 365
 DEFAULT_BODY_RETENTION_DAYS = 7
+CALL_FIELDS = frozenset({"ttft_ms", "streamed", "endpoint", "end_user", "token_count_source"})
 FIELDS = {
     "provider", "model", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens",
     "cost_usd", "latency_ms", "status_code", "success", "timestamp", "tags", "idempotency_key", "source",
-    "ttft_ms", "streamed", "endpoint", "end_user", "token_count_source",
+    *CALL_FIELDS,
 }
 GATEWAY_FIELDS = {"route", "upstream", "cache_hit", "saved_usd", "attempts", "overhead_ms", "bodies"}
 TRUSTED_FIELDS = FIELDS | GATEWAY_FIELDS
@@ -138,7 +139,7 @@ class Bodies:
     retention_days: int
 
 
-@dataclass
+@dataclass(slots=True)  # attribute reads in the rollup loop, 10 per event and row
 class _Event:
     """A validated item, ready to insert."""
 
@@ -454,8 +455,9 @@ def validate(index: int, item: object, now: datetime, *, trusted: bool = False) 
     if counts["reasoning_tokens"] > counts["output_tokens"]:
         errors.append(("reasoning_tokens", "Cannot exceed output_tokens (reasoning tokens are part of the output)."))
 
-    client_cost = _usd(item, "cost_usd", errors)
-    latency = _milliseconds(item, "latency_ms", errors)
+    # Most events send neither: no call for them (this runs 1,000 times a batch).
+    client_cost = None if item.get("cost_usd") is None else _usd(item, "cost_usd", errors)
+    latency = None if item.get("latency_ms") is None else _milliseconds(item, "latency_ms", errors)
 
     status = item.get("status_code")
     if status is not None and (isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599):
@@ -479,15 +481,17 @@ def validate(index: int, item: object, now: datetime, *, trusted: bool = False) 
         source = item.get("source", CostEvent.Source.API)
         if not isinstance(source, str) or source not in PUBLIC_SOURCES:
             errors.append(("source", f"Must be one of {', '.join(PUBLIC_SOURCES)}."))
-    reported = {
-        "ttft_ms": _milliseconds(item, "ttft_ms", errors),
-        "streamed": _flag(item, "streamed", errors),
-        "endpoint": _choice(item, "endpoint", ENDPOINTS, errors),
-        "end_user": (_lenient_text(item, "end_user", MAX_END_USER, errors) if trusted else _end_user(item, errors)),
-        "token_count_source": _choice(
-            item, "token_count_source", TOKEN_COUNT_SOURCES, errors, aliases=TOKEN_COUNT_ALIASES if trusted else None,
-        ),
-    }
+    reported = {}
+    if trusted or not CALL_FIELDS.isdisjoint(item):  # most API events report none of them: skip the calls
+        reported = {
+            "ttft_ms": _milliseconds(item, "ttft_ms", errors),
+            "streamed": _flag(item, "streamed", errors),
+            "endpoint": _choice(item, "endpoint", ENDPOINTS, errors),
+            "end_user": (_lenient_text(item, "end_user", MAX_END_USER, errors) if trusted else _end_user(item, errors)),
+            "token_count_source": _choice(
+                item, "token_count_source", TOKEN_COUNT_SOURCES, errors, aliases=TOKEN_COUNT_ALIASES if trusted else None,
+            ),
+        }
     if trusted:
         reported |= _gateway_fields(item, errors)
 
@@ -503,20 +507,16 @@ def validate(index: int, item: object, now: datetime, *, trusted: bool = False) 
 # ----------------------------------------------------------------------------- pricing
 
 
-def _needs_price(event: _Event) -> bool:
-    # A cache hit costs what the gateway says ($0); what it saved is priced here unless sent.
-    return event.client_cost is None or (event.cache_hit and event.saved_usd is None)
-
-
 def price_events(events: Sequence[_Event]) -> None:
     """Client-sent costs are kept as sent; the rest are computed, or left unknown (never $0).
     A cache hit's saving, when the gateway did not send it, is what its tokens would have cost."""
-    to_price = [e for e in events if _needs_price(e)]
+    # A cache hit costs what the gateway says ($0); what it saved is priced here unless sent.
+    to_price = [e for e in events if e.client_cost is None or (e.cache_hit and e.saved_usd is None)]
     book = PriceBook.for_pairs({(e.provider, e.model) for e in to_price}) if to_price else None
     for event in events:
         if event.client_cost is not None:
             event.cost_usd, event.cost_source = event.client_cost, CostEvent.CostSource.CLIENT
-            if not _needs_price(event):
+            if not (event.cache_hit and event.saved_usd is None):
                 continue
         price = book.price_for(event.provider, event.model, event.occurred_at)
         if price is None:
@@ -535,14 +535,20 @@ def price_events(events: Sequence[_Event]) -> None:
 
 # ----------------------------------------------------------------------------- storage
 
-# Column -> PostgreSQL type, in insert order.
+# Column -> PostgreSQL type, in insert order. The call and gateway columns are sent only when a
+# batch has a value other than their default for them (the database fills in the rest: every
+# one has a database default): a plain API batch costs what it did before they existed.
 _EVENT_COLUMNS = {
     "uuid": "uuid", "project_id": "bigint", "api_token_id": "bigint", "token_prefix": "text", "provider": "text",
     "model": "text", "input_tokens": "bigint", "output_tokens": "bigint", "cached_tokens": "bigint",
     "reasoning_tokens": "bigint", "cost_usd": "numeric", "cost_source": "text", "price_id": "bigint",
     "latency_ms": "float8", "status_code": "integer", "success": "boolean", "occurred_at": "timestamptz",
     "received_at": "timestamptz", "tags": "jsonb", "idempotency_key": "text", "source": "text",
+}
+_CALL_COLUMNS = {
     "ttft_ms": "float8", "streamed": "boolean", "endpoint": "text", "end_user": "text", "token_count_source": "text",
+}
+_GATEWAY_COLUMNS = {
     "route": "text", "upstream": "text", "cache_hit": "boolean", "saved_usd": "numeric", "gateway": "jsonb",
 }
 _ROLLUP_COLUMNS = {
@@ -550,8 +556,8 @@ _ROLLUP_COLUMNS = {
     "token_prefix": "text", "tag_key": "text", "tag_value": "text", "requests": "bigint", "failures": "bigint",
     "input_tokens": "bigint", "output_tokens": "bigint", "cached_tokens": "bigint", "reasoning_tokens": "bigint",
     "cost_usd": "numeric", "unpriced_requests": "bigint", "latency_ms_sum": "float8", "latency_count": "bigint",
-    "cache_hits": "bigint", "saved_usd": "numeric",
 }
+_CACHE_ROLLUP_COLUMNS = {"cache_hits": "bigint", "saved_usd": "numeric"}
 
 
 class _Adapt:
@@ -604,8 +610,9 @@ def _execute_bulk_insert(table: str, columns: Mapping[str, str], rows: list[tupl
 
 def _insert_events(
     project: Project, token: ApiToken | None, events: Sequence[_Event], received_at: datetime,
-) -> dict[uuid.UUID, int]:
-    """Insert; returns uuid -> id of the events actually inserted (the others were duplicates)."""
+) -> dict[uuid.UUID, int | None]:
+    """Insert; returns uuid -> id of the events actually inserted (the others were duplicates);
+    the id is only read back when some event has bodies to store with it (else None)."""
     adapt = _Adapt()
     token_id = token.id if token is not None else None
     prefix = token.prefix if token is not None else ""
@@ -615,19 +622,32 @@ def _insert_events(
             adapt.uuid(e.uuid), project.id, token_id, prefix, e.provider, e.model, e.input_tokens, e.output_tokens,
             e.cached_tokens, e.reasoning_tokens, adapt.decimal(e.cost_usd), e.cost_source, e.price_id, e.latency_ms,
             e.status_code, e.success, adapt.datetime(e.occurred_at), received, adapt.json(e.tags), e.idempotency_key,
-            e.source, e.ttft_ms, e.streamed, e.endpoint, e.end_user, e.token_count_source, e.route, e.upstream,
-            e.cache_hit, adapt.decimal(e.saved_usd), adapt.json(e.gateway),
+            e.source,
         )
         for e in events
     ]
+    columns = dict(_EVENT_COLUMNS)
+    if any(e.ttft_ms is not None or e.streamed or e.endpoint or e.end_user or e.token_count_source for e in events):
+        columns |= _CALL_COLUMNS
+        rows = [
+            (*row, e.ttft_ms, e.streamed, e.endpoint, e.end_user, e.token_count_source)
+            for row, e in zip(rows, events, strict=True)
+        ]
+    if any(e.route or e.upstream or e.cache_hit or e.saved_usd is not None or e.gateway for e in events):
+        columns |= _GATEWAY_COLUMNS
+        rows = [
+            (*row, e.route, e.upstream, e.cache_hit, adapt.decimal(e.saved_usd), adapt.json(e.gateway))
+            for row, e in zip(rows, events, strict=True)
+        ]
+    returning = "uuid, id" if any(e.bodies is not None for e in events) else "uuid, NULL"
     returned = _execute_bulk_insert(
-        CostEvent._meta.db_table, _EVENT_COLUMNS, rows,
-        "ON CONFLICT (project_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING uuid, id",
+        CostEvent._meta.db_table, columns, rows,
+        f"ON CONFLICT (project_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING {returning}",
     )
     return {(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))): id_ for value, id_ in returned}
 
 
-def _store_bodies(events: Iterable[_Event], ids: Mapping[uuid.UUID, int]) -> None:
+def _store_bodies(events: Iterable[_Event], ids: Mapping[uuid.UUID, int | None]) -> None:
     """The bodies of newly inserted events (a duplicate's were stored with it, or not at all).
     Kept for their retention period from the call."""
     rows = [
@@ -716,19 +736,23 @@ def apply_rollup_deltas(project_id: int, deltas: Mapping[RollupKey, RollupDelta]
     if not deltas:
         return
     adapt = _Adapt()
+    # Cache counters only when some delta has them (else the columns keep adding nothing).
+    cached = any(d.cache_hits or d.saved_usd for d in deltas.values())
+    columns = _ROLLUP_COLUMNS | _CACHE_ROLLUP_COLUMNS if cached else _ROLLUP_COLUMNS
     rows = []
     for key in sorted(deltas):
         granularity, bucket, provider, model, token_prefix, tag_key, tag_value = key
         d = deltas[key]
-        rows.append((
+        row = (
             project_id, granularity, adapt.datetime(bucket), provider, model, token_prefix, tag_key, tag_value,
             d.requests, d.failures, d.input_tokens, d.output_tokens, d.cached_tokens, d.reasoning_tokens,
-            adapt.decimal(d.cost_usd), d.unpriced_requests, d.latency_ms_sum, d.latency_count, d.cache_hits,
-            adapt.decimal(d.saved_usd),
-        ))
+            adapt.decimal(d.cost_usd), d.unpriced_requests, d.latency_ms_sum, d.latency_count,
+        )
+        rows.append((*row, d.cache_hits, adapt.decimal(d.saved_usd)) if cached else row)
     table = CostRollup._meta.db_table
-    updates = ", ".join(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in CostRollup.COUNTERS)
-    _execute_bulk_insert(table, _ROLLUP_COLUMNS, rows, f"ON CONFLICT ({', '.join(CostRollup.ROLLUP_KEY)}) DO UPDATE SET {updates}")
+    counters = [c for c in CostRollup.COUNTERS if c in columns]
+    updates = ", ".join(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in counters)
+    _execute_bulk_insert(table, columns, rows, f"ON CONFLICT ({', '.join(CostRollup.ROLLUP_KEY)}) DO UPDATE SET {updates}")
 
 
 # ----------------------------------------------------------------------------- entry point
