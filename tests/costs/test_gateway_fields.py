@@ -345,7 +345,7 @@ def test_the_dashboard_shows_what_the_cache_saved(client, personas):
             gateway_call(3, cache_hit=True, cost_usd="0"), gateway_call(4))
     client.force_login(personas.viewer)
     assert tile_text(client.get(f"/projects/{personas.project.uuid}/").content.decode()) == (
-        "Saved by the cache $0.0072 2 cache hits · 50% of requests")
+        "Saved by the cache $0.0072 2 hits · 50% of calls")
 
 
 def test_the_tile_appears_once_the_project_uses_the_gateway(client, personas):
@@ -356,7 +356,7 @@ def test_the_tile_appears_once_the_project_uses_the_gateway(client, personas):
     settings_ = GatewaySettings.of(personas.project)
     settings_.cache_enabled = True
     settings_.save()
-    assert tile_text(client.get(url).content.decode()) == "Saved by the cache $0.00 no cache hits in this period"
+    assert tile_text(client.get(url).content.decode()) == "Saved by the cache $0.00 no hits in this period"
     settings_.cache_enabled = False
     settings_.save()
     Route.objects.create(project=personas.project, name="fast-chat")
