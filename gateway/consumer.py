@@ -28,6 +28,10 @@ same MULTI, so it neither blocks its batch nor comes back forever. `manage.py ga
 
 A database outage is not a poison: the batch stays unacknowledged, the consumer backs off and
 does not read more until the database answers (so records do not pile up deliveries).
+
+Deleting acknowledged records assumes this group is the stream's only reader (a second group
+would lose them). A batch holds its records' bodies in memory: with projects keeping large
+bodies, lower GATEWAY_CONSUMER_BATCH (500 records x 2 x body_max_bytes at most).
 """
 
 from __future__ import annotations
@@ -328,11 +332,13 @@ class Consumer:
     def run(self, stop: threading.Event, *, block_ms: int = BLOCK_MS) -> None:
         """Batches until `stop` is set; the batch in hand is finished (committed and
         acknowledged) first. A failing database or Redis is retried with a growing pause."""
-        self.ensure_group()
         logger.info("Gateway consumer %s reading %s (batches of %s)", self.name, self.stream, self.batch)
-        failures = 0
+        failures, ready = 0, False
         while not stop.is_set():
             try:
+                if not ready:  # Redis may not be up yet: retried like any failure
+                    self.ensure_group()
+                    ready = True
                 if failures:
                     connection.ensure_connection()  # read nothing more until the database answers
                 self.step(block_ms=block_ms)
@@ -407,7 +413,10 @@ async def run_in_process(stop: asyncio.Event) -> None:
                     await asyncio.wait_for(stop.wait(), pause)
                 except TimeoutError:
                     pass
-        await in_thread(consumer.drain)
+        try:
+            await in_thread(consumer.drain)
+        except Exception:  # the database is down at shutdown: what is left goes with the process
+            logger.exception("In-process gateway consumer: could not drain the call stream before stopping")
     finally:
         await in_thread(_close_connection)
         executor.shutdown(wait=False)

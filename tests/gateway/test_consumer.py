@@ -238,6 +238,31 @@ def test_a_failure_before_the_commit_leaves_the_batch_pending_and_it_is_retried(
     assert pending(r) == 0 and r.xlen(DEAD) == 0
 
 
+@pytest.mark.django_db(transaction=True)  # the consumer's thread has its own connection
+def test_a_running_consumer_survives_a_failing_admission_and_retries_its_batch(r, personas, caplog):
+    calls = []
+
+    def mark_ingested(charges) -> None:
+        calls.append([request_id for request_id, _ in charges])
+        if len(calls) == 1:
+            raise ConnectionError("admission's Redis is restarting")
+
+    worker = Consumer(mark_ingested=mark_ingested)
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: (worker.run(stop, block_ms=100), connection.close()))
+    thread.start()
+    try:
+        feed(r, [call(personas.project, n) for n in range(5)])
+        wait_until(lambda: pending(r) == 0 and r.xlen(STREAM) == 0 and len(calls) >= 2, "the batch is retried and acknowledged")
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert events_of(personas.project).count() == 5
+    assert calls[0] == calls[1] == [f"req-{n}" for n in range(5)]  # told again, after the duplicates
+    assert "batch failed; retrying" in caplog.text
+
+
 @pytest.mark.django_db(transaction=True)  # threads need their own connections, hence committed data
 def test_two_consumers_draining_one_stream_record_each_call_once(personas, catalog, r):
     feed(r, [call(personas.project, n) for n in range(600)])
