@@ -297,10 +297,14 @@ def _usd(item: Mapping, name: str, errors: list) -> Decimal | None:
         return None
 
 
-def _milliseconds(item: Mapping, name: str, errors: list) -> float | None:
+def _milliseconds(item: Mapping, name: str, errors: list, *, clamp: bool = False) -> float | None:
+    """`clamp` (the trusted door): a duration out of bounds (a stream longer than an hour) is
+    kept at the bound instead of refusing the call."""
     value = item.get(name)
     if value is None:
         return None
+    if clamp and isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(min(max(value, 0), MAX_LATENCY_MS))
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_LATENCY_MS:
         errors.append((name, f"Must be a number of milliseconds between 0 and {MAX_LATENCY_MS:,}."))
         return None
@@ -347,34 +351,33 @@ def _end_user(item: Mapping, errors: list) -> str:
     return value.strip()
 
 
-def _lenient_text(item: Mapping, name: str, limit: int, errors: list) -> str:
-    """Trusted text: made storable and cut to `limit` rather than refused."""
+def _lenient_text(item: Mapping, name: str, limit: int) -> str:
+    """Trusted text: made storable and cut to `limit` rather than refused (a number, say
+    OpenAI's `user` sent as 42, is written out; anything else is dropped)."""
     value = item.get(name)
-    if value is None:
-        return ""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
     if not isinstance(value, str):
-        errors.append((name, "Must be a string."))
         return ""
     return storable(value).strip()[:limit]
 
 
-def _attempts(item: Mapping, errors: list) -> list[dict]:
+def _attempts(item: Mapping) -> list[dict]:
+    """Diagnostics only: what does not fit the shape is left out, never a reason to refuse."""
     value = item.get("attempts")
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(a, dict) for a in value):
-        errors.append(("attempts", "Must be a list of {upstream, status_code, error} objects."))
+    if not isinstance(value, list):
         return []
     attempts = []
     for attempt in value[:MAX_ATTEMPTS]:
+        if not isinstance(attempt, dict):
+            continue
         status = attempt.get("status_code")
-        if isinstance(status, bool) or not (status is None or isinstance(status, int) and 100 <= status <= 599):
-            errors.append(("attempts", "A status_code must be an HTTP status code (100-599) or null."))
-            return []
+        if isinstance(status, bool) or not (isinstance(status, int) and 100 <= status <= 599):
+            status = None  # e.g. a connection that never got an answer
         attempts.append({
-            "upstream": _lenient_text(attempt, "upstream", MAX_UPSTREAM, errors),
+            "upstream": _lenient_text(attempt, "upstream", MAX_UPSTREAM),
             "status_code": status,
-            "error": _lenient_text(attempt, "error", MAX_ATTEMPT_ERROR, errors),
+            "error": _lenient_text(attempt, "error", MAX_ATTEMPT_ERROR),
         })
     return attempts
 
@@ -419,16 +422,16 @@ def _bodies(item: Mapping, errors: list) -> Bodies | None:
 
 def _gateway_fields(item: Mapping, errors: list) -> dict:
     """What only the gateway reports (the trusted door)."""
-    overhead = _milliseconds(item, "overhead_ms", errors)
+    overhead = _milliseconds(item, "overhead_ms", errors, clamp=True)
     diagnostics: dict = {}
-    attempts = _attempts(item, errors)
+    attempts = _attempts(item)
     if attempts:
         diagnostics["attempts"] = attempts
     if overhead is not None:
         diagnostics["overhead_ms"] = round(overhead, 3)
     return {
-        "route": _lenient_text(item, "route", MAX_ROUTE, errors),
-        "upstream": _lenient_text(item, "upstream", MAX_UPSTREAM, errors),
+        "route": _lenient_text(item, "route", MAX_ROUTE),
+        "upstream": _lenient_text(item, "upstream", MAX_UPSTREAM),
         "cache_hit": _flag(item, "cache_hit", errors),
         "saved_usd": _usd(item, "saved_usd", errors),
         "gateway": diagnostics,
@@ -457,7 +460,7 @@ def validate(index: int, item: object, now: datetime, *, trusted: bool = False) 
 
     # Most events send neither: no call for them (this runs 1,000 times a batch).
     client_cost = None if item.get("cost_usd") is None else _usd(item, "cost_usd", errors)
-    latency = None if item.get("latency_ms") is None else _milliseconds(item, "latency_ms", errors)
+    latency = None if item.get("latency_ms") is None else _milliseconds(item, "latency_ms", errors, clamp=trusted)
 
     status = item.get("status_code")
     if status is not None and (isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599):
@@ -484,10 +487,10 @@ def validate(index: int, item: object, now: datetime, *, trusted: bool = False) 
     reported = {}
     if trusted or not CALL_FIELDS.isdisjoint(item):  # most API events report none of them: skip the calls
         reported = {
-            "ttft_ms": _milliseconds(item, "ttft_ms", errors),
+            "ttft_ms": _milliseconds(item, "ttft_ms", errors, clamp=trusted),
             "streamed": _flag(item, "streamed", errors),
             "endpoint": _choice(item, "endpoint", ENDPOINTS, errors),
-            "end_user": (_lenient_text(item, "end_user", MAX_END_USER, errors) if trusted else _end_user(item, errors)),
+            "end_user": _lenient_text(item, "end_user", MAX_END_USER) if trusted else _end_user(item, errors),
             "token_count_source": _choice(
                 item, "token_count_source", TOKEN_COUNT_SOURCES, errors, aliases=TOKEN_COUNT_ALIASES if trusted else None,
             ),

@@ -3,6 +3,7 @@
     record = CallRecord(project_id=…, token_id=…, event={…}, bodies=None, request_id=rid, budget_charges=charges)
     add_to_pipeline(pipe, record)      # XADD, in the pipeline that also settles the budget (one round trip)
     await recorder.record(r, record)   # or on its own
+    decode(fields)                     # a stream entry (XRANGE/XREADGROUP) back into its CallRecord
 
 The stream (`settings.GATEWAY_CALL_STREAM`) is the durable queue between the gateway and the
 database: `gateway/consumer.py` drains it in batches into `costs.ingestion` and deletes each
@@ -137,3 +138,8 @@ def add_to_pipeline(pipeline, record: CallRecord) -> None:  # noqa: ANN001 (redi
 async def record(r, record: CallRecord) -> None:  # noqa: ANN001 (redis.asyncio.Redis)
     """XADD `record` on its own; returns once Redis has it."""
     await r.xadd(settings.GATEWAY_CALL_STREAM, {FIELD: record.to_json()})
+
+
+def decode(fields: Mapping[bytes | str, bytes | str]) -> CallRecord:
+    """A stream entry's fields back into the CallRecord (ValueError when it is not one)."""
+    return CallRecord.from_entry(fields)

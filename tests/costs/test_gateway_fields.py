@@ -169,17 +169,29 @@ def test_a_cache_hit_costs_nothing_and_saves_what_its_tokens_would_have_cost(per
     assert stored("gw-req-3").saved_usd is None and stored("gw-req-3").cost_usd == Decimal(0)
 
 
-def test_the_trusted_door_cuts_and_cleans_text_rather_than_losing_the_call(personas):
-    trusted(personas.project, gateway_call(1, end_user="u" * 300 + "\x00", route="r" * 300, upstream="x" * 300,
-                                           token_count_source="provider"))
+def test_the_trusted_door_cuts_and_cleans_rather_than_losing_the_call(personas):
+    """The call happened and was served: a detail out of shape is mended, not a reason to lose it."""
+    trusted(personas.project,
+            gateway_call(1, end_user="u" * 300 + "\x00", route="r" * 300, upstream="x" * 300, token_count_source="provider",
+                         latency_ms=5_000_000, ttft_ms=-1, overhead_ms=-0.1,
+                         attempts=[{"upstream": "a/b", "status_code": 0, "error": "refused"}, "garbage"]),
+            gateway_call(2, end_user=42, attempts="none"))
     event = stored("gw-req-1")
     assert (len(event.end_user), len(event.route), len(event.upstream)) == (128, 128, 200)
     assert "\x00" not in event.end_user and event.token_count_source == "usage"
+    assert (event.latency_ms, event.ttft_ms, event.overhead_ms) == (ingestion.MAX_LATENCY_MS, 0, 0)
+    assert event.attempts == [{"upstream": "a/b", "status_code": None, "error": "refused"}]
+    assert (stored("gw-req-2").end_user, stored("gw-req-2").attempts) == ("42", [])
+
+
+def test_the_public_door_still_refuses_an_hour_long_latency(personas):
+    result = ingest(personas.project, [call(latency_ms=5_000_000)])
+    assert [error.field for error in result.errors] == ["latency_ms"]
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("cache_hit", "yes"), ("saved_usd", "-1"), ("overhead_ms", -3), ("attempts", "none"), ("attempts", [{"status_code": 99}]),
+    [("cache_hit", "yes"), ("saved_usd", "-1"), ("overhead_ms", "slow"), ("streamed", 1), ("endpoint", "fine-tuning"),
      ("bodies", "text"), ("bodies", {"request": 1}), ("bodies", {"retention_days": 0}), ("source", "carrier-pigeon")],
 )
 def test_the_trusted_door_still_refuses_what_is_wrong(personas, field, value):

@@ -43,7 +43,7 @@ def a_record(n: int = 1, **overrides: object) -> CallRecord:
 
 
 def stored(r) -> list[CallRecord]:
-    return [CallRecord.from_entry(fields) for _, fields in r.xrange(STREAM)]
+    return [recorder.decode(fields) for _, fields in r.xrange(STREAM)]
 
 
 def test_a_record_reads_back_as_written_from_a_pipeline_or_on_its_own(r):
