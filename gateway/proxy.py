@@ -1,0 +1,888 @@
+"""The hot path: a caller's request in, the upstream's answer out, the call recorded after.
+
+    response = await handle(request, wire.CHAT)     # the endpoints in gateway/asgi.py
+
+In order: authenticate (snapshot, no SQL when warm), read and validate the body, resolve the
+route, look up the cache (gateway/cache.py), admit (limits and budget reservation in one Redis
+step, gateway/admission.py, together with the breaker and TTFT reads), then forward:
+
+- Candidates in the route's strategy order without open breakers (gateway/routing.py).
+- An attempt that fails before anything reached the caller (connection error, timeout, 429,
+  5xx, a stream that ends or errs before its first content) moves on to the next candidate,
+  wrapping around to the first, at most GATEWAY_MAX_ATTEMPTS times and within
+  GATEWAY_RETRY_BUDGET_S of the request's start. A `Retry-After` holds back that upstream
+  until then (the call waits for it only if nothing else can be tried and it fits the budget).
+  Other 4xx are the caller's to see at once. When nothing answered, the last upstream error is
+  passed through as it was (status and body), or 502/504 when none answered at all.
+- Streams are committed at their first content: events before it (a role-only chunk, Anthropic's
+  message_start and ping) are held, so an upstream that fails before content can still be
+  replaced; every event after is forwarded as it arrives. Once bytes were sent nothing is
+  retried: a broken stream ends with an `error` event the caller's SDK raises on.
+- The caller leaving mid-stream cancels the upstream request; the call is still recorded with
+  the tokens known so far (estimated from the text when the upstream sent no usage).
+
+After the last byte (a Starlette BackgroundTask, or the end of the streaming response): the
+budget settle and the call record go to Redis in one pipeline, with the breaker's and live
+TTFT's updates; then the cache store and last_used_at.
+
+x-pulse-overhead-ms is the time spent in Pulse up to the response's headers: the time since
+the request arrived minus the time spent waiting for upstreams (their headers and body bytes,
+and Retry-After waits). For a stream, the recorded event's overhead_ms also counts the time
+spent forwarding its chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from time import perf_counter
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+from django.conf import settings
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response
+
+from benchmarks.providers.base import estimate_tokens, parse_retry_after
+from costs.ingestion import _tags as validated_tags
+from lib.egress import EgressRefused, guarded_connector
+
+from . import admission as gateway_admission
+from . import breaker, recorder, routing, wire
+from . import cache as gateway_cache
+from . import redis as gateway_redis
+from .auth import LastUsed, authenticate
+from .breaker import Breaker, Scripts
+from .errors import (
+    ANTHROPIC,
+    OPENAI,
+    GatewayError,
+    bad_request,
+    body_too_large,
+    budget_exceeded,
+    internal_error,
+    model_not_found,
+    no_upstream_answered,
+    rate_limited,
+)
+from .state import ProjectState, RouteState, StateStore, TokenState, UpstreamState
+from .wire import MESSAGES, ClientRequest, SSEReader, StreamState, Usage
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "Pulse-Gateway/1"
+MAX_TAGS_HEADER = 4096
+MAX_ERROR_BODY = 256 * 1024  # an upstream error body passed through; larger is cut
+HELD_EVENTS_LIMIT = 64  # a stream whose content has not started after this many events is committed anyway
+PASSED_HEADERS = ("content-type", "retry-after", "x-request-id", "request-id")
+MICRO = Decimal(1_000_000)
+
+
+# -- the process's resources ----------------------------------------------------------------------
+
+
+class Gateway:
+    """What one gateway process keeps: the state store, one pooled aiohttp session per egress
+    policy (keep-alive; opened in the lifespan or on first use, per event loop), the breaker's
+    scripts per Redis client, the last-used clock."""
+
+    def __init__(self) -> None:
+        self.store = StateStore()
+        self.last_used = LastUsed()
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._scripts: tuple[object, Scripts] | None = None
+
+    def redis(self):
+        return gateway_redis.async_client()
+
+    def scripts(self, r) -> Scripts:
+        if self._scripts is None or self._scripts[0] is not r:
+            self._scripts = (r, Scripts(r))
+        return self._scripts[1]
+
+    def session(self, allow_private: bool) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._sessions, self._loop = {}, loop  # sessions belong to the loop that made them
+        session = self._sessions.get(allow_private)
+        if session is None or session.closed:
+            session = aiohttp.ClientSession(
+                connector=guarded_connector(allow_private=allow_private, limit=0, keepalive_timeout=60,
+                                            ttl_dns_cache=60),
+                timeout=aiohttp.ClientTimeout(total=None, connect=settings.GATEWAY_CONNECT_TIMEOUT_S,
+                                              sock_read=settings.GATEWAY_READ_TIMEOUT_S),
+                headers={"user-agent": USER_AGENT}, skip_auto_headers=("User-Agent",),
+            )
+            self._sessions[allow_private] = session
+        return session
+
+    async def start(self) -> None:
+        for allow_private in (False, True):
+            self.session(allow_private)
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions = {}
+        r = gateway_redis.async_client()
+        await r.aclose()
+
+
+gateway = Gateway()
+
+
+# -- one call -------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Attempt:
+    upstream: str
+    status_code: int | None
+    error: str
+
+
+@dataclass(slots=True)
+class Failure:
+    """An attempt that did not answer: what to count, and what to pass through if it was the last."""
+
+    error: str
+    status: int | None = None
+    timeout: bool = False
+    retry_after: float | None = None
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Call:
+    """Everything known about one request, from arrival to its record."""
+
+    request_id: str
+    endpoint: str
+    started: float  # perf_counter
+    started_wall: float  # time.time
+    token: TokenState | None = None
+    project: ProjectState | None = None
+    request: ClientRequest | None = None
+    route: RouteState | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    admission: gateway_admission.Admission | None = None
+    cache_key: str | None = None
+    cache_outcome: str = "BYPASS"
+    cache_hit: gateway_cache.CachedAnswer | None = None
+    upstream: UpstreamState | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    breakers: dict[routing.UpstreamId, Breaker] = field(default_factory=dict)
+    upstream_wait: float = 0.0  # seconds spent waiting on upstreams
+    status: int = 0
+    success: bool = False
+    ttft_ms: float | None = None
+    usage: Usage = field(default_factory=Usage)
+    text: str = ""
+    stream: StreamState | None = None
+    complete: bool = False  # the upstream's answer arrived whole
+    answer: dict | None = None  # the non-streamed answer, kept when it will be cached
+    response_body: bytes = b""  # kept when the project stores bodies
+    request_body: bytes = b""
+    finished: bool = False
+    _prompt_tokens: int | None = None
+
+    @property
+    def flavor(self) -> str:
+        return ANTHROPIC if self.endpoint == MESSAGES else OPENAI
+
+    def overhead_ms(self) -> float:
+        return max((perf_counter() - self.started - self.upstream_wait) * 1000, 0.0)
+
+    def prompt_tokens_estimate(self) -> int:
+        if self._prompt_tokens is None:
+            self._prompt_tokens = self.request.estimated_prompt_tokens() if self.request else 0
+        return self._prompt_tokens
+
+    def headers(self) -> dict[str, str]:
+        headers = {
+            "x-pulse-request-id": self.request_id,
+            "x-pulse-overhead-ms": f"{self.overhead_ms():.3f}",
+            "x-pulse-cache": self.cache_outcome,
+        }
+        if self.upstream is not None:
+            headers["x-pulse-upstream"] = header_safe(self.upstream.label)
+        elif self.cache_hit is not None:
+            headers["x-pulse-upstream"] = header_safe(self.cache_hit.upstream)
+        if self.admission is not None:
+            headers.update(self.admission.headers)
+        return headers
+
+
+def header_safe(text: str) -> str:
+    return quote(text, safe="/ -_.:@()+,;=")
+
+
+# -- the entry point ------------------------------------------------------------------------------
+
+
+async def handle(request: Request, endpoint: str) -> Response:
+    call = Call(request_id=uuid.uuid4().hex, endpoint=endpoint, started=perf_counter(), started_wall=time.time())
+    r = gateway.redis()
+    try:
+        call.token = await authenticate(gateway.store, r, request.headers)
+        call.project = await project_of(r, call.token)
+        call.request_body = await read_body(request)
+        call.request = wire.validate(endpoint, call.request_body)
+        call.tags = tags_from(request.headers)
+        call.route = resolve(call.project, call.request.model)
+        candidates = serving(call.route, endpoint)
+        hit = await look_up_cache(call, r, request.headers)
+        if hit is not None:
+            return replay(call, hit)
+        await admit(call, r, candidates)
+        return await forward(call, r, candidates)
+    except GatewayError as error:
+        return error_response(call, error)
+    except Exception:
+        logger.exception("Gateway request %s failed", call.request_id)
+        return error_response(call, internal_error())
+    except BaseException:  # cancelled: no response to send, but a reservation to release
+        if call.admission is not None and not call.finished:
+            asyncio.ensure_future(after(call))
+        raise
+
+
+async def project_of(r, token: TokenState) -> ProjectState:
+    project = await gateway.store.project(r, token.project_id)
+    if project is None:  # the project was deleted and its tokens with it, a moment ago
+        raise GatewayError(401, "This API token's project no longer exists.", code="invalid_api_key")
+    return project
+
+
+async def read_body(request: Request) -> bytes:
+    limit = settings.GATEWAY_MAX_BODY_BYTES
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise body_too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise body_too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def tags_from(headers: Mapping[str, str]) -> dict[str, str]:
+    """`x-pulse-tags: feature=search,env=prod`, validated like ingested tags."""
+    value = headers.get("x-pulse-tags")
+    if not value:
+        return {}
+    problem = "x-pulse-tags: expected key=value pairs separated by commas, e.g. feature=search,env=prod."
+    try:
+        value = value.encode("latin-1").decode("utf-8")  # HTTP headers arrive as latin-1
+    except UnicodeError:
+        raise bad_request("x-pulse-tags: the header is not valid UTF-8.", param="x-pulse-tags") from None
+    if len(value) > MAX_TAGS_HEADER:
+        raise bad_request(f"x-pulse-tags: at most {MAX_TAGS_HEADER} characters.", param="x-pulse-tags")
+    tags = {}
+    for pair in value.split(","):
+        if not pair.strip():
+            continue
+        key, separator, tag = pair.partition("=")
+        if not separator or not key.strip():
+            raise bad_request(problem, param="x-pulse-tags")
+        tags[key.strip()] = tag.strip()
+    errors: list = []
+    tags = validated_tags({"tags": tags}, errors)
+    if errors:
+        raise bad_request(f"x-pulse-tags: {errors[0][1]}", param="x-pulse-tags")
+    return tags
+
+
+def resolve(project: ProjectState, model: str) -> RouteState:
+    route = project.routes.get(model)
+    if route is None:
+        raise model_not_found(model)
+    return route
+
+
+def serving(route: RouteState, endpoint: str) -> list[UpstreamState]:
+    """The route's upstreams that serve this endpoint, in the route's order."""
+    if not route.upstreams:
+        raise GatewayError(503, f"The route `{route.name}` has no enabled upstream.", type="server_error",
+                           code="no_upstream")
+    candidates = [u for u in route.upstreams if wire.upstream_url(u.kind, u.base_url, endpoint) is not None]
+    if not candidates:
+        what = {wire.CHAT: "chat completions", wire.EMBEDDINGS: "embeddings", MESSAGES: "the Messages API"}[endpoint]
+        raise bad_request(f"The route `{route.name}` has no upstream that serves {what}"
+                          + (" (it needs an Anthropic connection)." if endpoint == MESSAGES else "."), param="model")
+    return candidates
+
+
+# -- cache ------------------------------------------------------------------------------------------
+
+
+def cache_wanted(project: ProjectState, headers: Mapping[str, str]) -> bool:
+    override = headers.get("x-pulse-cache")
+    if override is None:
+        return project.cache_enabled
+    choice = override.strip().lower()
+    if choice not in ("on", "off"):
+        raise bad_request("x-pulse-cache: send on or off.", param="x-pulse-cache")
+    return choice == "on"
+
+
+async def look_up_cache(call: Call, r, headers: Mapping[str, str]) -> gateway_cache.CachedAnswer | None:
+    if not cache_wanted(call.project, headers):
+        return None
+    call.cache_key = gateway_cache.cache_key(call.project.project_id, call.endpoint, call.request.body)
+    hit = await gateway_cache.lookup(r, call.cache_key)
+    call.cache_outcome = "HIT" if hit is not None else "MISS"
+    call.cache_hit = hit
+    return hit
+
+
+def replay(call: Call, hit: gateway_cache.CachedAnswer) -> Response:
+    """A cached answer in the shape asked for: JSON, or SSE events when `stream: true`."""
+    call.status, call.success, call.complete = 200, True, True
+    counts = hit.usage or {}
+    call.usage = Usage(counts.get("input_tokens"), counts.get("output_tokens"), counts.get("cached_tokens"),
+                       counts.get("reasoning_tokens"))
+    if call.request.stream:
+        events = gateway_cache.as_sse_events(hit, include_usage=call.request.include_usage)
+        body, media = b"".join(events), "text/event-stream; charset=utf-8"
+    else:
+        body, media = orjson.dumps(hit.body), "application/json"
+    call.response_body = body
+    return Response(body, 200, headers={**call.headers(), "content-type": media}, background=BackgroundTask(after, call))
+
+
+# -- admission --------------------------------------------------------------------------------------
+
+
+def max_output_tokens(call: Call) -> int:
+    return call.request.max_output_tokens or settings.GATEWAY_RESERVE_OUTPUT_TOKENS
+
+
+async def admit(call: Call, r, candidates: Sequence[UpstreamState]) -> None:
+    project, token_id = call.project, call.token.token_id
+    budgets = gateway_admission.covering_budgets(project, token_id=token_id, models={u.model for u in candidates},
+                                                 tags=call.tags)
+    limited = project.project_limits is not None or token_id in project.token_limits
+    if not budgets and not limited:
+        return
+    prompt = call.prompt_tokens_estimate()
+    max_cost = 0
+    if budgets:
+        costs = [u.cost_micro_usd(input_tokens=prompt, output_tokens=max_output_tokens(call)) for u in candidates]
+        if all(cost is None for cost in costs):
+            raise GatewayError(
+                403, "A hard budget covers this request but none of the route's upstreams has a price, so its "
+                "cost cannot be reserved; add a price for the model in the admin, or route it to a priced one.",
+                type="insufficient_quota", code="unpriced_under_budget",
+            )
+        max_cost = max(cost for cost in costs if cost is not None)
+    estimated_tokens = prompt + (call.request.max_output_tokens or 0)
+    result = await gateway_admission.admit(r, project=project, token_id=token_id, estimated_tokens=estimated_tokens,
+                                           budgets=budgets, max_cost_micro_usd=max_cost)
+    if result.allowed:
+        call.admission = result
+        return
+    call.admission = None
+    if result.reason == "budget":
+        raise budget_exceeded(result.message, result.retry_after_s, result.headers)
+    raise rate_limited(result.message, result.retry_after_s, result.headers)
+
+
+def priced_only_under_budget(call: Call, candidates: list[UpstreamState]) -> list[UpstreamState]:
+    """Under a hard budget, only upstreams whose cost was reserved may be called."""
+    reservation = call.admission.reservation if call.admission is not None else None
+    if reservation is None or not reservation.budget_keys:
+        return candidates
+    return [u for u in candidates if u.priced]
+
+
+# -- forwarding -------------------------------------------------------------------------------------
+
+
+async def read_breakers(call: Call, r, candidates: Sequence[UpstreamState]) -> dict[routing.UpstreamId, list[float]]:
+    """Every candidate's breaker (and, for `fastest`, live TTFT samples), in one round trip."""
+    with_ttft = call.route.strategy == routing.FASTEST
+    pipe = r.pipeline(transaction=False)
+    for upstream in candidates:
+        breaker.queue_read(pipe, upstream.connection_id, upstream.model, with_ttft=with_ttft)
+    results = iter(await pipe.execute())
+    live: dict[routing.UpstreamId, list[float]] = {}
+    for upstream in candidates:
+        uid = routing.upstream_id(upstream)
+        call.breakers[uid] = Breaker.from_fields(next(results))
+        if with_ttft:
+            live[uid] = [float(sample) for sample in next(results)]
+    return live
+
+
+async def forward(call: Call, r, candidates: list[UpstreamState]) -> Response:
+    candidates = priced_only_under_budget(call, candidates)
+    live = await read_breakers(call, r, candidates)
+    ordered = routing.order(call.route, candidates, live_ttft=live)
+    tryable, probes = routing.healthy(ordered, call.breakers, time.time(), settings.GATEWAY_BREAKER_COOLDOWN_S)
+    scripts = gateway.scripts(r)
+    deadline = call.started + settings.GATEWAY_RETRY_BUDGET_S
+    not_before: dict[routing.UpstreamId, float] = {}
+    last: Failure | None = None
+    position = 0
+    for _ in range(settings.GATEWAY_MAX_ATTEMPTS):
+        upstream = await next_upstream(call, tryable, probes, not_before, deadline, position, scripts)
+        if upstream is None:
+            break
+        position = tryable.index(upstream) + 1
+        call.upstream = upstream
+        outcome = await attempt(call, upstream)
+        if isinstance(outcome, Response):
+            return outcome
+        last = outcome
+        call.attempts.append(Attempt(upstream.label, outcome.status, outcome.error))
+        await breaker.record_failure(scripts, upstream.connection_id, upstream.model, outcome.error, time.time())
+        if outcome.retry_after is not None:
+            not_before[routing.upstream_id(upstream)] = perf_counter() + outcome.retry_after
+    return exhausted(call, last)
+
+
+async def next_upstream(call: Call, tryable: list[UpstreamState], probes: set, not_before: dict, deadline: float,
+                        position: int, scripts: Scripts) -> UpstreamState | None:
+    """The next candidate from `position` on (wrapping around): the first one free to call
+    now, else the one free soonest if that fits the retry budget (waiting for it). A candidate
+    that needs a half-open probe is tried only if this caller wins the probe."""
+    while tryable:
+        ring = tryable[position % len(tryable):] + tryable[:position % len(tryable)]
+        now = perf_counter()
+        ready = [u for u in ring if not_before.get(routing.upstream_id(u), 0.0) <= now]
+        if ready:
+            upstream = ready[0]
+        else:
+            upstream = min(ring, key=lambda u: not_before[routing.upstream_id(u)])
+            wait = not_before[routing.upstream_id(upstream)] - now
+            if now + wait > deadline:
+                return None
+            await asyncio.sleep(wait)
+            call.upstream_wait += wait
+        uid = routing.upstream_id(upstream)
+        if uid in probes:
+            probes.discard(uid)
+            if not await breaker.claim_probe(scripts, upstream.connection_id, upstream.model, time.time()):
+                tryable.remove(upstream)
+                continue
+        return upstream
+    return None
+
+
+async def attempt(call: Call, upstream: UpstreamState) -> Response | Failure:
+    """One try: a Response to send (the answer, or a client error passed through), or a Failure."""
+    url = wire.upstream_url(upstream.kind, upstream.base_url, call.endpoint)
+    headers = wire.upstream_headers(upstream.kind, call.endpoint, upstream.api_key)
+    body = wire.upstream_body(call.request, upstream.model)
+    session = gateway.session(upstream.allow_private)
+    waited_from = perf_counter()
+    try:
+        async with asyncio.timeout(settings.GATEWAY_FIRST_BYTE_TIMEOUT_S):
+            response = await session.post(url, data=body, headers=headers, allow_redirects=False)
+    except TimeoutError:
+        return Failure("timed out waiting for the upstream's answer", timeout=True)
+    except (aiohttp.ClientError, OSError, EgressRefused) as error:
+        return Failure(f"could not reach the upstream: {error or type(error).__name__}")
+    finally:
+        call.upstream_wait += perf_counter() - waited_from
+    status = response.status
+    if status == 429 or status >= 500 or status < 200 or 300 <= status < 400:
+        return await failed_answer(call, response)
+    if status >= 400:
+        return await passed_through(call, response)
+    if call.request.stream:
+        return await open_stream(call, upstream, response)
+    return await complete(call, upstream, response)
+
+
+async def read_error_body(call: Call, response: aiohttp.ClientResponse) -> bytes:
+    waited_from = perf_counter()
+    try:
+        async with asyncio.timeout(settings.GATEWAY_CONNECT_TIMEOUT_S):
+            return await response.content.read(MAX_ERROR_BODY)
+    except (TimeoutError, aiohttp.ClientError):
+        return b""
+    finally:
+        response.release()
+        call.upstream_wait += perf_counter() - waited_from
+
+
+def passed_headers(response: aiohttp.ClientResponse) -> dict[str, str]:
+    return {name: response.headers[name] for name in PASSED_HEADERS if name in response.headers}
+
+
+async def failed_answer(call: Call, response: aiohttp.ClientResponse) -> Failure:
+    body = await read_error_body(call, response)
+    message = f"HTTP {response.status}"
+    payload = _json(body)
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        message += f": {payload['error'].get('message') or payload['error'].get('type') or ''}".rstrip(": ")
+    return Failure(message, status=response.status, retry_after=parse_retry_after(response.headers.get("retry-after")),
+                   body=body, headers=passed_headers(response))
+
+
+async def passed_through(call: Call, response: aiohttp.ClientResponse) -> Response:
+    """A 4xx that is the caller's to see (bad parameters for this model, the upstream's key
+    refused…): as the upstream sent it, no retry."""
+    body = await read_error_body(call, response)
+    call.status, call.success, call.complete = response.status, False, True
+    call.response_body = body
+    return Response(body, response.status, headers={**passed_headers(response), **call.headers()},
+                    background=BackgroundTask(after, call))
+
+
+def _json(raw: bytes) -> object:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+async def complete(call: Call, upstream: UpstreamState, response: aiohttp.ClientResponse) -> Response | Failure:
+    waited_from = perf_counter()
+    try:
+        async with asyncio.timeout(settings.GATEWAY_READ_TIMEOUT_S):
+            raw = await response.read()
+    except TimeoutError:
+        response.close()
+        return Failure("timed out reading the upstream's answer", timeout=True)
+    except aiohttp.ClientError as error:
+        response.close()
+        return Failure(f"the upstream broke off its answer: {error or type(error).__name__}")
+    finally:
+        call.upstream_wait += perf_counter() - waited_from
+    response.release()
+    payload = _json(raw)
+    if not isinstance(payload, dict):
+        return Failure("the upstream's answer is not a JSON object", status=None)
+    call.status, call.success, call.complete = 200, True, True
+    call.ttft_ms = (perf_counter() - call.started) * 1000
+    call.usage.update(wire.usage_of_answer(call.endpoint, payload))
+    if not call.usage.reported:
+        call.text = wire.text_of_answer(call.endpoint, payload)
+    if call.cache_key is not None:
+        call.answer = payload
+    call.response_body = raw
+    headers = {**passed_headers(response), **call.headers()}
+    headers.setdefault("content-type", "application/json")
+    return Response(raw, 200, headers=headers, background=BackgroundTask(after, call))
+
+
+async def open_stream(call: Call, upstream: UpstreamState, response: aiohttp.ClientResponse) -> Response | Failure:
+    """Read up to the first content event, holding what comes before it; commit then."""
+    reader = SSEReader()
+    stream = StreamState(call.endpoint, include_usage=call.request.include_usage, keep_chunks=call.cache_key is not None,
+                         usage=call.usage)
+    held: list[bytes] = []
+    events = 0
+    waited_from = perf_counter()
+    try:
+        while not stream.content_started and stream.error is None and not stream.done and events < HELD_EVENTS_LIMIT:
+            async with asyncio.timeout(settings.GATEWAY_READ_TIMEOUT_S):
+                chunk = await response.content.readany()
+            if not chunk:
+                break
+            for event in reader.feed(chunk):
+                events += 1
+                held.append(stream.take(event))
+    except TimeoutError:
+        response.close()
+        return Failure("timed out waiting for the stream's first content", timeout=True)
+    except aiohttp.ClientError as error:
+        response.close()
+        return Failure(f"the stream broke before its first content: {error or type(error).__name__}")
+    finally:
+        call.upstream_wait += perf_counter() - waited_from
+    if stream.error is not None and not stream.content_started:
+        response.close()
+        return Failure(f"the stream began with an error: {stream.error}")
+    if not stream.content_started and not stream.done and events < HELD_EVENTS_LIMIT:
+        response.close()
+        return Failure("the stream ended before any content")
+    call.status, call.stream = 200, stream
+    if stream.content_started:
+        call.ttft_ms = (perf_counter() - call.started) * 1000
+    headers = {**passed_headers(response), **call.headers(), "cache-control": "no-cache"}
+    headers.setdefault("content-type", "text/event-stream; charset=utf-8")
+    return ProxyStream(call, response, reader, b"".join(held), headers)
+
+
+def exhausted(call: Call, last: Failure | None) -> Response:
+    """Nothing answered: the last upstream error as it was, or 502/504."""
+    call.success, call.complete = False, True
+    if last is not None and last.status is not None and last.body:
+        call.status = last.status
+        call.response_body = last.body
+        return Response(last.body, last.status, headers={**last.headers, **call.headers()},
+                        background=BackgroundTask(after, call))
+    if last is None:
+        call.upstream = None
+        error = no_upstream_answered(f"No upstream of the route `{call.route.name}` could be tried (all are "
+                                     "cooling down after failures, or waiting out their Retry-After).")
+    else:
+        tried = "; ".join(f"{a.upstream}: {a.error}" for a in call.attempts)
+        error = no_upstream_answered(f"No upstream answered: {tried}.", timeout=last.timeout)
+    return error_response(call, error)
+
+
+def error_response(call: Call, error: GatewayError) -> Response:
+    call.status = error.status
+    body = error.body(call.flavor)
+    if call.request_body and not call.response_body:
+        call.response_body = body
+    headers = {**error.headers, **call.headers(), "content-type": "application/json"}
+    background = BackgroundTask(after, call) if call.token is not None else None
+    return Response(body, error.status, headers=headers, background=background)
+
+
+# -- streaming --------------------------------------------------------------------------------------
+
+
+class ProxyStream(Response):
+    """Forwards a committed upstream stream event by event, and notices the caller leaving."""
+
+    def __init__(self, call: Call, upstream: aiohttp.ClientResponse, reader: SSEReader, first: bytes,
+                 headers: dict[str, str]) -> None:
+        self.call, self.upstream, self.reader, self.first = call, upstream, reader, first
+        self.status_code = 200
+        self.background = None
+        self.init_headers(headers)
+
+    async def __call__(self, scope, receive, send) -> None:
+        call = self.call
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            pump = asyncio.ensure_future(self.pump(send))
+            watch = asyncio.ensure_future(caller_left(receive))
+            done, _ = await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+            if pump in done:
+                watch.cancel()
+                pump.result()
+            else:
+                pump.cancel()
+                await asyncio.gather(pump, return_exceptions=True)
+                call.status, call.success = 499, False  # nginx's "client closed request"
+        except Exception:
+            logger.exception("Gateway stream %s failed", call.request_id)
+            call.status, call.success = 502, False
+        finally:
+            self.upstream.close()  # stops the upstream's generation if it is still going
+            await after(call)
+
+    async def pump(self, send) -> None:
+        call, stream = self.call, self.call.stream
+        keep = call.project.store_bodies
+        sent = [self.first] if keep else []
+        await send({"type": "http.response.body", "body": self.first, "more_body": True})
+        broken = None
+        while True:
+            waited_from = perf_counter()
+            try:
+                async with asyncio.timeout(settings.GATEWAY_READ_TIMEOUT_S):
+                    chunk = await self.upstream.content.readany()
+            except TimeoutError:
+                broken = "the upstream stopped sending (read timeout)"
+            except aiohttp.ClientError as error:
+                broken = f"the upstream broke off the stream: {error or type(error).__name__}"
+            finally:
+                call.upstream_wait += perf_counter() - waited_from
+            if broken or not chunk:
+                break
+            started = stream.content_started
+            data = b"".join([stream.take(event) for event in self.reader.feed(chunk)])
+            if not started and stream.content_started:
+                call.ttft_ms = (perf_counter() - call.started) * 1000
+            if data:
+                if keep:
+                    sent.append(data)
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+        rest = self.reader.rest()
+        tail = stream.take(rest) if rest is not None else b""
+        if broken is None and not stream.done:
+            broken = "the upstream ended the stream before its end"
+        if broken is not None or stream.error is not None:
+            call.status, call.success = 502, False
+            call.attempts.append(Attempt(call.upstream.label, 200, broken or f"error event: {stream.error}"))
+            if broken is not None:
+                tail += wire.mid_stream_error(call.endpoint, f"Upstream {call.upstream.label}: {broken}.")
+        else:
+            call.success, call.complete = True, True
+        if keep:
+            call.response_body = b"".join(sent) + tail
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+async def caller_left(receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+# -- after the response -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    source: str  # "provider" | "estimate"
+
+
+def final_counts(call: Call) -> Counts:
+    """The provider's counts when it sent them for the whole answer; else estimates (over the
+    prompt, and over the text received: a stream cut short reports no final usage)."""
+    usage = call.usage
+    text = call.stream.joined_text if call.stream is not None else call.text
+    cut_short = call.stream is not None and not call.stream.done
+    estimated = False
+    input_tokens = usage.input_tokens
+    if input_tokens is None:
+        input_tokens, estimated = call.prompt_tokens_estimate(), True
+    output_tokens = usage.output_tokens
+    if output_tokens is None or cut_short:
+        guess = estimate_tokens(text)
+        output_tokens, estimated = max(output_tokens or 0, guess), True
+    cached = min(usage.cached_tokens or 0, input_tokens)
+    reasoning = min(usage.reasoning_tokens or 0, output_tokens)
+    return Counts(input_tokens, output_tokens, cached, reasoning, "estimate" if estimated else "provider")
+
+
+def _nothing_generated(call: Call) -> bool:
+    """An answer the upstream never produced (failed attempts, refusals): no tokens to count."""
+    return call.cache_hit is None and (call.status >= 400 and call.status != 499) and call.stream is None
+
+
+def build_event(call: Call, counts: Counts, *, upstream_label: str, provider: str, model: str) -> dict:
+    hit = call.cache_hit
+    saved = None
+    if hit is not None:
+        saved = str((Decimal(hit.cost_micro_usd) / MICRO).normalize()) if hit.cost_micro_usd is not None else None
+    event = {
+        "provider": provider, "model": model,
+        "input_tokens": counts.input_tokens, "output_tokens": counts.output_tokens,
+        "cached_tokens": counts.cached_tokens, "reasoning_tokens": counts.reasoning_tokens,
+        "latency_ms": round((perf_counter() - call.started) * 1000, 3),
+        "status_code": call.status, "success": call.success,
+        "timestamp": datetime.fromtimestamp(call.started_wall, UTC).isoformat(),
+        "tags": call.tags, "idempotency_key": f"gw-{call.request_id}", "source": "gateway",
+        "ttft_ms": round(call.ttft_ms, 3) if call.ttft_ms is not None else None,
+        "streamed": bool(call.request and call.request.stream), "endpoint": call.endpoint,
+        "end_user": call.request.end_user if call.request else "", "route": call.route.name if call.route else "",
+        "upstream": upstream_label, "cache_hit": hit is not None, "saved_usd": saved,
+        "token_count_source": counts.source,
+        "attempts": [{"upstream": a.upstream, "status_code": a.status_code, "error": a.error} for a in call.attempts],
+        "overhead_ms": round(call.overhead_ms(), 3),
+    }
+    if hit is not None:
+        event["cost_usd"] = "0"
+    return event
+
+
+def _truncated(data: bytes, limit: int) -> tuple[str, bool]:
+    return data[:limit].decode("utf-8", "replace"), len(data) > limit
+
+
+def bodies_of(call: Call) -> dict | None:
+    project = call.project
+    if not project.store_bodies:
+        return None
+    request, cut_request = _truncated(call.request_body, project.body_max_bytes)
+    response, cut_response = _truncated(call.response_body, project.body_max_bytes)
+    return {"request": request, "response": response, "truncated": cut_request or cut_response,
+            "retention_days": project.body_retention_days}
+
+
+async def after(call: Call) -> None:
+    """Settle, record, update the breaker and live TTFT, cache, touch the token: once per call,
+    never raising (the caller has its answer)."""
+    if call.finished:
+        return
+    call.finished = True
+    r = gateway.redis()
+    try:
+        await settle_and_record(call, r)
+    except Exception:
+        logger.exception("Recording gateway call %s failed", call.request_id)
+    try:
+        await store_in_cache(call, r)
+        if call.token is not None:
+            await gateway.last_used.touch(r, call.token.token_id)
+    except Exception:
+        logger.exception("After gateway call %s", call.request_id)
+
+
+async def settle_and_record(call: Call, r) -> None:
+    recorded = call.upstream is not None or call.cache_hit is not None
+    if not recorded and call.admission is None:
+        return
+    upstream = call.upstream
+    counts = Counts(0, 0, 0, 0, "provider") if _nothing_generated(call) else final_counts(call)
+    cost = 0
+    if upstream is not None and call.cache_hit is None:
+        cost = upstream.cost_micro_usd(input_tokens=counts.input_tokens, output_tokens=counts.output_tokens,
+                                       cached_tokens=counts.cached_tokens) or 0
+    pipe = r.pipeline(transaction=False)
+    charges = {}
+    if call.admission is not None:
+        charges = gateway_admission.settle(call.admission, actual_tokens=counts.input_tokens + counts.output_tokens,
+                                           actual_cost_micro_usd=cost, pipeline=pipe)
+    if recorded:
+        hit = call.cache_hit
+        label, provider, model = (hit.upstream, hit.provider, hit.model) if hit else (upstream.label, upstream.provider, upstream.model)
+        event = build_event(call, counts, upstream_label=label, provider=provider, model=model)
+        recorder.add_to_pipeline(pipe, recorder.CallRecord(
+            project_id=call.project.project_id, token_id=call.token.token_id, event=event, bodies=bodies_of(call),
+            request_id=call.request_id, budget_charges=charges,
+        ))
+    if upstream is not None and call.success and call.cache_hit is None:
+        uid = routing.upstream_id(upstream)
+        if not call.breakers.get(uid, Breaker()).healthy:
+            breaker.queue_success(gateway.scripts(r), pipe, upstream.connection_id, upstream.model, time.time())
+        if call.stream is not None and call.ttft_ms is not None:
+            breaker.queue_ttft(pipe, upstream.connection_id, upstream.model, call.ttft_ms)
+    if call.upstream is not None and call.stream is not None and call.status == 502:
+        await breaker.record_failure(gateway.scripts(r), upstream.connection_id, upstream.model,
+                                     "the stream broke after it started", time.time())
+    await pipe.execute()
+    if call.cache_key is not None:
+        outcome = "hit" if call.cache_hit is not None else "miss"
+        saved = call.cache_hit.cost_micro_usd if call.cache_hit is not None else 0
+        await gateway_cache.count(r, call.project.project_id, outcome, saved or 0)
+
+
+async def store_in_cache(call: Call, r) -> None:
+    if call.cache_key is None or call.cache_hit is not None or not call.success or not call.complete:
+        return
+    upstream = call.upstream
+    if call.stream is not None:
+        if call.endpoint == MESSAGES:
+            answer = gateway_cache.assemble_anthropic_stream(call.stream.chunks)
+        else:
+            answer = gateway_cache.assemble_openai_stream(call.stream.chunks)
+    else:
+        answer = call.answer
+    if answer is None:
+        return
+    counts = final_counts(call)
+    cost = upstream.cost_micro_usd(input_tokens=counts.input_tokens, output_tokens=counts.output_tokens,
+                                   cached_tokens=counts.cached_tokens)
+    usage = {"input_tokens": counts.input_tokens, "output_tokens": counts.output_tokens,
+             "cached_tokens": counts.cached_tokens, "reasoning_tokens": counts.reasoning_tokens}
+    await gateway_cache.store(r, call.cache_key, gateway_cache.CachedAnswer(
+        endpoint=call.endpoint, body=answer, upstream=upstream.label, provider=upstream.provider,
+        model=upstream.model, usage=usage, cost_micro_usd=cost or 0,
+    ), call.project.cache_ttl_seconds)
