@@ -67,15 +67,17 @@ class Fault:
     after_chunks: int = 3
     stall_seconds: float = 30.0
     every_nth: int = 1  # strike on every n-th request to the model; 1 means always
+    first: int = 0  # strike only among the model's first n requests (0: no limit), e.g. a 429 once
 
     def __post_init__(self) -> None:
         if self.kind not in get_args(FaultKind):
             raise ValueError(f"unknown fault kind {self.kind!r}")
-        if self.every_nth < 1 or self.after_chunks < 0:
-            raise ValueError("every_nth must be >= 1 and after_chunks >= 0")
+        if self.every_nth < 1 or self.after_chunks < 0 or self.first < 0:
+            raise ValueError("every_nth must be >= 1, after_chunks and first >= 0")
 
     def strikes(self, request_number: int) -> bool:
-        return request_number % self.every_nth == 0
+        within = self.first == 0 or request_number <= self.first
+        return within and request_number % self.every_nth == 0
 
 
 @dataclass(frozen=True)
@@ -345,6 +347,7 @@ class RequestRecord:
     reasoning_tokens: int = 0
     chunks: int = 0  # content-bearing events sent
     completed: bool = False  # the stream reached its normal end
+    client_left: bool = False  # the client closed the connection before the stream's end
 
     def note(self, kind: str, tokens: int, sent_ns: int) -> None:
         if self.first_content_sent_ns is None:
@@ -910,7 +913,10 @@ class _Streamer:
         try:
             await self._stream()
         except ConnectionError:
-            pass  # the client left; its record shows how far the stream got
+            self.record.client_left = True  # its record shows how far the stream got
+        except asyncio.CancelledError:  # the client left while we waited (handler_cancellation)
+            self.record.client_left = True
+            raise
         return self.response
 
     async def _stream(self) -> None:

@@ -150,9 +150,9 @@ async def record_failure(scripts: Scripts, connection_id: int, model: str, reaso
     return state.decode() if isinstance(state, bytes) else state
 
 
-def queue_success(scripts: Scripts, pipe, connection_id: int, model: str, now: float) -> None:
+async def queue_success(scripts: Scripts, pipe, connection_id: int, model: str, now: float) -> None:
     keys = [breaker_key(connection_id, model), log_key(connection_id, model)]
-    scripts.success(keys=keys, args=_args(now, 0, "a call succeeded"), client=pipe)
+    await scripts.success(keys=keys, args=_args(now, 0, "a call succeeded"), client=pipe)  # queued, not sent
 
 
 async def claim_probe(scripts: Scripts, connection_id: int, model: str, now: float) -> bool:

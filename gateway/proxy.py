@@ -851,7 +851,7 @@ async def settle_and_record(call: Call, r) -> None:
     if upstream is not None and call.success and call.cache_hit is None:
         uid = routing.upstream_id(upstream)
         if not call.breakers.get(uid, Breaker()).healthy:
-            breaker.queue_success(gateway.scripts(r), pipe, upstream.connection_id, upstream.model, time.time())
+            await breaker.queue_success(gateway.scripts(r), pipe, upstream.connection_id, upstream.model, time.time())
         if call.stream is not None and call.ttft_ms is not None:
             breaker.queue_ttft(pipe, upstream.connection_id, upstream.model, call.ttft_ms)
     if call.upstream is not None and call.stream is not None and call.status == 502:
