@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -39,7 +38,7 @@ from .errors import (
     model_not_found,
     not_found,
 )
-from .proxy import gateway, handle, project_of
+from .proxy import gateway, handle, project_of, request_ids
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ def _json(payload: object, status: int = 200, headers: dict[str, str] | None = N
 
 
 def _error(error: GatewayError, flavor: str = OPENAI) -> Response:
-    headers = {**error.headers, "x-pulse-request-id": uuid.uuid4().hex, "x-pulse-cache": "BYPASS",
+    headers = {**error.headers, "x-pulse-request-id": request_ids.next(), "x-pulse-cache": "BYPASS",
                "x-pulse-overhead-ms": "0.000"}
     return Response(error.body(flavor), error.status, headers=headers, media_type="application/json")
 
@@ -102,7 +101,7 @@ async def models(request: Request) -> Response:
                    "last_id": names[-1] if names else None}
     else:
         payload = {"object": "list", "data": items}
-    headers = {"x-pulse-request-id": uuid.uuid4().hex, "x-pulse-cache": "BYPASS",
+    headers = {"x-pulse-request-id": request_ids.next(), "x-pulse-cache": "BYPASS",
                "x-pulse-overhead-ms": f"{(time.perf_counter() - started) * 1000:.3f}"}
     return _json(payload, headers=headers)
 

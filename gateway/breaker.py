@@ -129,7 +129,6 @@ class Scripts:
 
     def __init__(self, r) -> None:
         self.failure = r.register_script(_FAILURE)
-        self.success = r.register_script(_SUCCESS)
         self.probe = r.register_script(_PROBE)
 
 
@@ -150,9 +149,11 @@ async def record_failure(scripts: Scripts, connection_id: int, model: str, reaso
     return state.decode() if isinstance(state, bytes) else state
 
 
-async def queue_success(scripts: Scripts, pipe, connection_id: int, model: str, now: float) -> None:
+def queue_success(pipe, connection_id: int, model: str, now: float) -> None:
+    """Close the breaker (and reset its count) in `pipe`: only after a success that followed
+    failures, so the script's text going with it costs little."""
     keys = [breaker_key(connection_id, model), log_key(connection_id, model)]
-    await scripts.success(keys=keys, args=_args(now, 0, "a call succeeded"), client=pipe)  # queued, not sent
+    pipe.eval(_SUCCESS, len(keys), *keys, *_args(now, 0, "a call succeeded"))
 
 
 async def claim_probe(scripts: Scripts, connection_id: int, model: str, now: float) -> bool:

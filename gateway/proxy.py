@@ -34,9 +34,11 @@ spent forwarding its chunks.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
+import secrets
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -89,6 +91,39 @@ MICRO = Decimal(1_000_000)
 # -- the process's resources ----------------------------------------------------------------------
 
 
+class PipelineBatch:
+    """The Redis commands of the calls that finish in one turn of the event loop go out in one
+    pipeline: one round trip for all of them (64 concurrent callers, one write instead of 64).
+    A call waits for its batch, so its record is in Redis when its `after` returns."""
+
+    def __init__(self) -> None:
+        self._pipe = self._sent = self._client = None
+        self._sending: set[asyncio.Task] = set()
+
+    def join(self, r) -> tuple[object, asyncio.Future]:
+        if self._pipe is None or self._client is not r:
+            loop = asyncio.get_running_loop()
+            self._pipe, self._sent, self._client = r.pipeline(transaction=False), loop.create_future(), r
+            loop.call_soon(self._send)
+        return self._pipe, self._sent
+
+    def _send(self) -> None:
+        pipe, sent = self._pipe, self._sent
+        self._pipe = self._sent = self._client = None
+        task = asyncio.ensure_future(self._execute(pipe, sent))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    @staticmethod
+    async def _execute(pipe, sent: asyncio.Future) -> None:
+        try:
+            await pipe.execute(raise_on_error=False)  # one call's failed command spoils no other's
+        except Exception as error:
+            sent.set_exception(error)
+        else:
+            sent.set_result(None)
+
+
 class Gateway:
     """What one gateway process keeps: the state store, one pooled aiohttp session per egress
     policy (keep-alive; opened in the lifespan or on first use, per event loop), the breaker's
@@ -100,6 +135,13 @@ class Gateway:
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scripts: tuple[object, Scripts] | None = None
+        # Breakers and live TTFT samples read from Redis, trusted for GATEWAY_STATE_LOCAL_TTL_S
+        # like the configuration snapshots; this process's own writes drop its copy at once.
+        self.breakers: dict[routing.UpstreamId, tuple[float, Breaker, list[float] | None]] = {}
+        self.batch = PipelineBatch()
+
+    def forget_breaker(self, upstream: UpstreamState) -> None:
+        self.breakers.pop(routing.upstream_id(upstream), None)
 
     def redis(self):
         return gateway_redis.async_client()
@@ -223,6 +265,26 @@ class Call:
         return headers
 
 
+class RequestIds:
+    """32 hex characters per request, unique across processes: a random per-process prefix (new
+    after a fork) and a counter. Cheaper than uuid4, which asks the kernel for randomness on
+    every call."""
+
+    def __init__(self) -> None:
+        self._renew()
+        os.register_at_fork(after_in_child=self._renew)
+
+    def _renew(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+request_ids = RequestIds()
+
+
 def header_safe(text: str) -> str:
     return quote(text, safe="/ -_.:@()+,;=")
 
@@ -231,7 +293,7 @@ def header_safe(text: str) -> str:
 
 
 async def handle(request: Request, endpoint: str) -> Response:
-    call = Call(request_id=uuid.uuid4().hex, endpoint=endpoint, started=perf_counter(), started_wall=time.time())
+    call = Call(request_id=request_ids.next(), endpoint=endpoint, started=perf_counter(), started_wall=time.time())
     r = gateway.redis()
     try:
         call.token = await authenticate(gateway.store, r, request.headers)
@@ -244,8 +306,8 @@ async def handle(request: Request, endpoint: str) -> Response:
         hit = await look_up_cache(call, r, request.headers)
         if hit is not None:
             return replay(call, hit)
-        await admit(call, r, candidates)
-        return await forward(call, r, candidates)
+        live = await prepare(call, r, candidates)
+        return await forward(call, r, candidates, live)
     except GatewayError as error:
         return error_response(call, error)
     except Exception:
@@ -370,13 +432,21 @@ def max_output_tokens(call: Call) -> int:
     return call.request.max_output_tokens or settings.GATEWAY_RESERVE_OUTPUT_TOKENS
 
 
+def admission_needed(call: Call, candidates: Sequence[UpstreamState]) -> bool:
+    project, token_id = call.project, call.token.token_id
+    if project.project_limits is not None or token_id in project.token_limits:
+        return True
+    return bool(project.hard_budgets) and bool(covering(call, candidates))
+
+
+def covering(call: Call, candidates: Sequence[UpstreamState]) -> list:
+    return gateway_admission.covering_budgets(call.project, token_id=call.token.token_id,
+                                              models={u.model for u in candidates}, tags=call.tags)
+
+
 async def admit(call: Call, r, candidates: Sequence[UpstreamState]) -> None:
     project, token_id = call.project, call.token.token_id
-    budgets = gateway_admission.covering_budgets(project, token_id=token_id, models={u.model for u in candidates},
-                                                 tags=call.tags)
-    limited = project.project_limits is not None or token_id in project.token_limits
-    if not budgets and not limited:
-        return
+    budgets = covering(call, candidates)
     prompt = call.prompt_tokens_estimate()
     max_cost = 0
     if budgets:
@@ -412,24 +482,44 @@ def priced_only_under_budget(call: Call, candidates: list[UpstreamState]) -> lis
 
 
 async def read_breakers(call: Call, r, candidates: Sequence[UpstreamState]) -> dict[routing.UpstreamId, list[float]]:
-    """Every candidate's breaker (and, for `fastest`, live TTFT samples), in one round trip."""
+    """Every candidate's breaker (and, for `fastest`, live TTFT samples): from this process's
+    recent copy, else from Redis in one round trip."""
     with_ttft = call.route.strategy == routing.FASTEST
-    pipe = r.pipeline(transaction=False)
+    cached, now = gateway.breakers, time.monotonic()
+    missing = []
     for upstream in candidates:
-        breaker.queue_read(pipe, upstream.connection_id, upstream.model, with_ttft=with_ttft)
-    results = iter(await pipe.execute())
+        entry = cached.get(routing.upstream_id(upstream))
+        if entry is None or entry[0] <= now or (with_ttft and entry[2] is None):
+            missing.append(upstream)
+    if missing:
+        pipe = r.pipeline(transaction=False)
+        for upstream in missing:
+            breaker.queue_read(pipe, upstream.connection_id, upstream.model, with_ttft=with_ttft)
+        results = iter(await pipe.execute())
+        expires = now + settings.GATEWAY_STATE_LOCAL_TTL_S
+        for upstream in missing:
+            state = Breaker.from_fields(next(results))
+            samples = [float(sample) for sample in next(results)] if with_ttft else None
+            cached[routing.upstream_id(upstream)] = (expires, state, samples)
     live: dict[routing.UpstreamId, list[float]] = {}
     for upstream in candidates:
         uid = routing.upstream_id(upstream)
-        call.breakers[uid] = Breaker.from_fields(next(results))
+        _, call.breakers[uid], samples = cached[uid]
         if with_ttft:
-            live[uid] = [float(sample) for sample in next(results)]
+            live[uid] = samples or []
     return live
 
 
-async def forward(call: Call, r, candidates: list[UpstreamState]) -> Response:
+async def prepare(call: Call, r, candidates: list[UpstreamState]) -> dict[routing.UpstreamId, list[float]]:
+    """Admission and the breaker reads, concurrently: one round trip's wait, not two."""
+    if not admission_needed(call, candidates):
+        return await read_breakers(call, r, candidates)
+    _, live = await asyncio.gather(admit(call, r, candidates), read_breakers(call, r, candidates))
+    return live
+
+
+async def forward(call: Call, r, candidates: list[UpstreamState], live: dict[routing.UpstreamId, list[float]]) -> Response:
     candidates = priced_only_under_budget(call, candidates)
-    live = await read_breakers(call, r, candidates)
     ordered = routing.order(call.route, candidates, live_ttft=live)
     tryable, probes = routing.healthy(ordered, call.breakers, time.time(), settings.GATEWAY_BREAKER_COOLDOWN_S)
     scripts = gateway.scripts(r)
@@ -448,6 +538,7 @@ async def forward(call: Call, r, candidates: list[UpstreamState]) -> Response:
             return outcome
         last = outcome
         call.attempts.append(Attempt(upstream.label, outcome.status, outcome.error))
+        gateway.forget_breaker(upstream)
         await breaker.record_failure(scripts, upstream.connection_id, upstream.model, outcome.error, time.time())
         if outcome.retry_after is not None:
             not_before[routing.upstream_id(upstream)] = perf_counter() + outcome.retry_after
@@ -475,6 +566,7 @@ async def next_upstream(call: Call, tryable: list[UpstreamState], probes: set, n
         uid = routing.upstream_id(upstream)
         if uid in probes:
             probes.discard(uid)
+            gateway.forget_breaker(upstream)
             if not await breaker.claim_probe(scripts, upstream.connection_id, upstream.model, time.time()):
                 tryable.remove(upstream)
                 continue
@@ -662,23 +754,30 @@ class ProxyStream(Response):
         self.init_headers(headers)
 
     async def __call__(self, scope, receive, send) -> None:
-        call = self.call
+        call, task = self.call, asyncio.current_task()
+        watching = True
+
+        def caller_gone(watch: asyncio.Task) -> None:
+            # The caller went away while we forward: stop forwarding (cancel this task).
+            if watching and not watch.cancelled():
+                call.status, call.success = 499, False  # nginx's "client closed request"
+                task.cancel()
+
+        watch = asyncio.ensure_future(caller_left(receive))
+        watch.add_done_callback(caller_gone)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            pump = asyncio.ensure_future(self.pump(send))
-            watch = asyncio.ensure_future(caller_left(receive))
-            done, _ = await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
-            if pump in done:
-                watch.cancel()
-                pump.result()
-            else:
-                pump.cancel()
-                await asyncio.gather(pump, return_exceptions=True)
-                call.status, call.success = 499, False  # nginx's "client closed request"
+            await self.pump(send)
+        except asyncio.CancelledError:
+            if call.status != 499:
+                raise  # the server's own cancellation (shutdown): not ours to swallow
+            task.uncancel()
         except Exception:
             logger.exception("Gateway stream %s failed", call.request_id)
             call.status, call.success = 502, False
         finally:
+            watching = False
+            watch.cancel()
             self.upstream.close()  # stops the upstream's generation if it is still going
             await after(call)
 
@@ -830,38 +929,47 @@ async def settle_and_record(call: Call, r) -> None:
     if not recorded and call.admission is None:
         return
     upstream = call.upstream
+    if upstream is not None and call.stream is not None and call.status == 502:
+        gateway.forget_breaker(upstream)
+        await breaker.record_failure(gateway.scripts(r), upstream.connection_id, upstream.model,
+                                     "the stream broke after it started", time.time())
     counts = Counts(0, 0, 0, 0, "provider") if _nothing_generated(call) else final_counts(call)
     cost = 0
     if upstream is not None and call.cache_hit is None:
         cost = upstream.cost_micro_usd(input_tokens=counts.input_tokens, output_tokens=counts.output_tokens,
                                        cached_tokens=counts.cached_tokens) or 0
-    pipe = r.pipeline(transaction=False)
+    # From here to the await, nothing yields: every command lands in the same batch.
+    pipe, sent = gateway.batch.join(r)
     charges = {}
     if call.admission is not None:
         charges = gateway_admission.settle(call.admission, actual_tokens=counts.input_tokens + counts.output_tokens,
                                            actual_cost_micro_usd=cost, pipeline=pipe)
     if recorded:
-        hit = call.cache_hit
-        label, provider, model = (hit.upstream, hit.provider, hit.model) if hit else (upstream.label, upstream.provider, upstream.model)
-        event = build_event(call, counts, upstream_label=label, provider=provider, model=model)
-        recorder.add_to_pipeline(pipe, recorder.CallRecord(
-            project_id=call.project.project_id, token_id=call.token.token_id, event=event, bodies=bodies_of(call),
-            request_id=call.request_id, budget_charges=charges,
-        ))
+        recorder.add_to_pipeline(pipe, record_of(call, counts, charges))
     if upstream is not None and call.success and call.cache_hit is None:
-        uid = routing.upstream_id(upstream)
-        if not call.breakers.get(uid, Breaker()).healthy:
-            await breaker.queue_success(gateway.scripts(r), pipe, upstream.connection_id, upstream.model, time.time())
+        if not call.breakers.get(routing.upstream_id(upstream), Breaker()).healthy:
+            gateway.forget_breaker(upstream)
+            breaker.queue_success(pipe, upstream.connection_id, upstream.model, time.time())
         if call.stream is not None and call.ttft_ms is not None:
             breaker.queue_ttft(pipe, upstream.connection_id, upstream.model, call.ttft_ms)
-    if call.upstream is not None and call.stream is not None and call.status == 502:
-        await breaker.record_failure(gateway.scripts(r), upstream.connection_id, upstream.model,
-                                     "the stream broke after it started", time.time())
-    await pipe.execute()
+    await sent
     if call.cache_key is not None:
         outcome = "hit" if call.cache_hit is not None else "miss"
         saved = call.cache_hit.cost_micro_usd if call.cache_hit is not None else 0
         await gateway_cache.count(r, call.project.project_id, outcome, saved or 0)
+
+
+def record_of(call: Call, counts: Counts, charges: dict[int, int]) -> recorder.CallRecord:
+    hit, upstream = call.cache_hit, call.upstream
+    if hit is not None:
+        label, provider, model = hit.upstream, hit.provider, hit.model
+    else:
+        label, provider, model = upstream.label, upstream.provider, upstream.model
+    return recorder.CallRecord(
+        project_id=call.project.project_id, token_id=call.token.token_id,
+        event=build_event(call, counts, upstream_label=label, provider=provider, model=model),
+        bodies=bodies_of(call), request_id=call.request_id, budget_charges=charges,
+    )
 
 
 async def store_in_cache(call: Call, r) -> None:

@@ -9,7 +9,7 @@ implements design.md's interface so the proxy's tests run end to end.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import orjson
 from django.conf import settings
@@ -28,8 +28,12 @@ class CallRecord:
 
 
 def _fields(record: CallRecord) -> dict[bytes, bytes]:
-    data = asdict(record)
-    data["budget_charges"] = {str(budget_id): charge for budget_id, charge in record.budget_charges.items()}
+    # Not dataclasses.asdict(): it deep-copies the event, which costs more than the XADD.
+    data = {
+        "project_id": record.project_id, "token_id": record.token_id, "event": record.event,
+        "bodies": record.bodies, "request_id": record.request_id,
+        "budget_charges": {str(budget_id): charge for budget_id, charge in record.budget_charges.items()},
+    }
     return {FIELD: orjson.dumps(data)}
 
 

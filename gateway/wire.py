@@ -351,14 +351,22 @@ def _block_text(block: dict) -> str:
 
 
 def _message_text(message: dict) -> Iterator[str]:
+    for _, text in _message_parts(message):
+        yield text
+
+
+def _message_parts(message: dict) -> Iterator[tuple[str, str]]:
+    """(key, text) of every generated text in a message or a delta: content, reasoning (DeepSeek
+    and vLLM say reasoning_content, OpenRouter reasoning), a refusal, tool call arguments."""
     for key in ("content", "reasoning_content", "reasoning", "refusal"):
         value = message.get(key)
         if isinstance(value, str):
-            yield value
-    for call in message.get("tool_calls") or []:
+            yield key, value
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-            yield function["arguments"]
+            yield "tool_calls", function["arguments"]
 
 
 # -- server-sent events ---------------------------------------------------------------------------
@@ -377,26 +385,27 @@ class SSEEvent:
             return None
 
 
-_SEPARATORS = (b"\r\n\r\n", b"\n\n", b"\r\r")
-
-
 class SSEReader:
     """Splits a byte stream into whole events as they complete; a partial event waits for the
     rest of its bytes (and only that: every complete event is returned at once)."""
 
     def __init__(self) -> None:
         self._buffer = b""
+        self._carriage_returns = False  # CRLF or CR framing seen: the slower, general split
 
     def feed(self, data: bytes) -> list[SSEEvent]:
         buffer = self._buffer + data if self._buffer else data
+        if not self._carriage_returns and b"\r" in data:
+            self._carriage_returns = True
         events = []
+        start = 0
         while True:
-            end = _event_end(buffer)
+            end = _event_end(buffer, start, self._carriage_returns)
             if end < 0:
                 break
-            events.append(parse_event(buffer[:end]))
-            buffer = buffer[end:]
-        self._buffer = buffer
+            events.append(parse_event(buffer[start:end]))
+            start = end
+        self._buffer = buffer[start:] if start else buffer
         return events
 
     def rest(self) -> SSEEvent | None:
@@ -405,16 +414,21 @@ class SSEReader:
         return parse_event(raw) if raw.strip() else None
 
 
-def _event_end(buffer: bytes) -> int:
-    best = -1
-    for separator in _SEPARATORS:
-        at = buffer.find(separator)
-        if at >= 0 and (best < 0 or at + len(separator) < best):
-            best = at + len(separator)
+def _event_end(buffer: bytes, start: int, carriage_returns: bool) -> int:
+    """Where the event starting at `start` ends (after its blank line), or -1."""
+    at = buffer.find(b"\n\n", start)
+    best = at + 2 if at >= 0 else -1
+    if carriage_returns:
+        for separator in (b"\r\n\r\n", b"\r\r"):
+            at = buffer.find(separator, start)
+            if at >= 0 and (best < 0 or at + len(separator) < best):
+                best = at + len(separator)
     return best
 
 
 def parse_event(raw: bytes) -> SSEEvent:
+    if raw.startswith(b"data: ") and raw.find(b"\n", 6) == len(raw) - 2 and b"\r" not in raw:
+        return SSEEvent(raw=raw, data=raw[6:-2])  # one data line, LF-framed: nearly every event
     name, data = "", []
     for line in raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
         if not line or line.startswith(b":"):
@@ -427,6 +441,21 @@ def parse_event(raw: bytes) -> SSEEvent:
         elif key == b"event":
             name = value.decode("utf-8", "replace")
     return SSEEvent(raw=raw, name=name, data=b"\n".join(data))
+
+
+_NULL_USAGE = b'"usage":null'
+
+
+def _without_usage(raw: bytes, payload: dict, usage: object) -> bytes:
+    """The event without its `usage` key. OpenAI-compatible servers send `"usage":null` on
+    every chunk once usage is asked for; cutting those bytes out (the pattern cannot occur
+    inside a JSON string, where quotes are escaped) spares re-serializing each chunk."""
+    if usage is None and raw.count(_NULL_USAGE) == 1:
+        for pattern in (b',"usage":null', b'"usage":null,'):
+            if pattern in raw:
+                return raw.replace(pattern, b"", 1)
+    del payload["usage"]
+    return sse_data(payload)
 
 
 def sse_data(payload: object) -> bytes:
@@ -464,33 +493,43 @@ class StreamState:
             self.done = True
             return event.raw
         payload = event.json()
-        if not isinstance(payload, dict):
+        if type(payload) is not dict:
             return event.raw  # not ours to judge: the caller's SDK sees what the upstream sent
-        if "error" in payload and not payload.get("choices"):
+        choices = payload.get("choices")
+        if not choices and "error" in payload:
             error = payload["error"]
             self.error = str(error.get("message") if isinstance(error, dict) else error)
             return event.raw
         if self.keep_chunks:
             self.chunks.append(payload)
-        choices = payload.get("choices") or []
-        for choice in choices:
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            if isinstance(delta, dict):
-                texts = list(_message_text(delta))
-                if texts and any(texts) or delta.get("tool_calls") or delta.get("function_call"):
-                    self.content_started = True
-                    self.text.extend(texts)
-            if isinstance(choice, dict) and choice.get("finish_reason"):
-                self.content_started = True
-        usage = openai_usage(payload)
+        if choices and type(choices) is list:
+            for choice in choices:
+                if type(choice) is dict:
+                    self._take_choice(choice)
+        usage = payload.get("usage")
         if usage is not None:
-            self.usage.update(usage)
+            self.usage.update(openai_usage(payload))
         if self.include_usage or "usage" not in payload:
             return event.raw
         if not choices:
             return b""  # the usage-only chunk the gateway asked for on its own behalf
-        del payload["usage"]
-        return sse_data(payload)
+        return _without_usage(event.raw, payload, usage)
+
+    def _take_choice(self, choice: dict) -> None:
+        if choice.get("finish_reason"):
+            self.content_started = True
+        delta = choice.get("delta")
+        if type(delta) is not dict:
+            return
+        content = delta.get("content")
+        if content and type(content) is str:
+            self.text.append(content)
+            self.content_started = True
+        if len(delta) > ("role" in delta) + ("content" in delta):  # more than role and content
+            texts = [text for key, text in _message_parts(delta) if key != "content"]
+            if any(texts) or delta.get("tool_calls") or delta.get("function_call"):
+                self.text.extend(texts)
+                self.content_started = True
 
     def _take_anthropic(self, event: SSEEvent) -> bytes:
         payload = event.json()
