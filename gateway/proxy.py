@@ -913,15 +913,18 @@ async def after(call: Call) -> None:
     call.finished = True
     r = gateway.redis()
     try:
+        await store_in_cache(call, r)  # first: once a call is recorded, its answer is cached
+    except Exception:
+        logger.exception("Caching the answer of gateway call %s failed", call.request_id)
+    try:
         await settle_and_record(call, r)
     except Exception:
         logger.exception("Recording gateway call %s failed", call.request_id)
     try:
-        await store_in_cache(call, r)
         if call.token is not None:
             await gateway.last_used.touch(r, call.token.token_id)
     except Exception:
-        logger.exception("After gateway call %s", call.request_id)
+        logger.exception("Touching the token of gateway call %s failed", call.request_id)
 
 
 async def settle_and_record(call: Call, r) -> None:
