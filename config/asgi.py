@@ -16,7 +16,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 django_application = get_asgi_application()  # sets Django up before the gateway imports models
 
-from gateway.asgi import app as gateway_application  # noqa: E402
+from gateway.asgi import application as gateway_application  # noqa: E402
 
 
 def is_gateway_path(path: str) -> bool:

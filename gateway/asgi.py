@@ -38,7 +38,7 @@ from .errors import (
     model_not_found,
     not_found,
 )
-from .proxy import gateway, handle, project_of, request_ids
+from .proxy import STARTED, gateway, handle, project_of, request_ids
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +47,13 @@ def _json(payload: object, status: int = 200, headers: dict[str, str] | None = N
     return Response(orjson.dumps(payload), status, headers=headers, media_type="application/json")
 
 
-def _error(error: GatewayError, flavor: str = OPENAI) -> Response:
+def _overhead(request: Request) -> str:
+    return f"{(time.perf_counter() - request.scope.get(STARTED, time.perf_counter())) * 1000:.3f}"
+
+
+def _error(request: Request, error: GatewayError, flavor: str = OPENAI) -> Response:
     headers = {**error.headers, "x-pulse-request-id": request_ids.next(), "x-pulse-cache": "BYPASS",
-               "x-pulse-overhead-ms": "0.000"}
+               "x-pulse-overhead-ms": _overhead(request)}
     return Response(error.body(flavor), error.status, headers=headers, media_type="application/json")
 
 
@@ -76,7 +80,6 @@ def _anthropic_model(name: str, created: float) -> dict:
 
 async def models(request: Request) -> Response:
     """The routes this project's callers may use, by name (a route is the model a caller asks for)."""
-    started = time.perf_counter()
     anthropic = "anthropic-version" in request.headers
     flavor = ANTHROPIC if anthropic else OPENAI
     try:
@@ -90,7 +93,7 @@ async def models(request: Request) -> Response:
             if not routes:
                 raise model_not_found(wanted)
     except GatewayError as error:
-        return _error(error, flavor)
+        return _error(request, error, flavor)
     render = _anthropic_model if anthropic else _openai_model
     items = [render(route.name, route.created_at) for route in routes]
     if wanted is not None:
@@ -102,7 +105,7 @@ async def models(request: Request) -> Response:
     else:
         payload = {"object": "list", "data": items}
     headers = {"x-pulse-request-id": request_ids.next(), "x-pulse-cache": "BYPASS",
-               "x-pulse-overhead-ms": f"{(time.perf_counter() - started) * 1000:.3f}"}
+               "x-pulse-overhead-ms": _overhead(request)}
     return _json(payload, headers=headers)
 
 
@@ -110,15 +113,15 @@ async def http_error(request: Request, exc: HTTPException) -> Response:
     flavor = ANTHROPIC if request.url.path.rstrip("/") == "/v1/messages" else OPENAI
     if exc.status_code == 405:
         allowed = [m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m.strip()]
-        return _error(method_not_allowed(request.method, request.url.path, allowed), flavor)
+        return _error(request, method_not_allowed(request.method, request.url.path, allowed), flavor)
     if exc.status_code == 404:
-        return _error(not_found(request.url.path), flavor)
-    return _error(GatewayError(exc.status_code, str(exc.detail)), flavor)
+        return _error(request, not_found(request.url.path), flavor)
+    return _error(request, GatewayError(exc.status_code, str(exc.detail)), flavor)
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
     # Starlette logs the exception (re-raised to the server) after this answer is sent.
-    return _error(internal_error())
+    return _error(request, internal_error())
 
 
 @asynccontextmanager
@@ -142,3 +145,10 @@ app = Starlette(
     lifespan=lifespan,
 )
 app.router.redirect_slashes = False  # a POST to /v1/chat/completions/ is a 404, not a redirect
+
+
+async def application(scope, receive, send) -> None:
+    """The app, with each request's arrival stamped first (x-pulse-overhead-ms counts from it)."""
+    if scope["type"] == "http":
+        scope[STARTED] = time.perf_counter()
+    await app(scope, receive, send)

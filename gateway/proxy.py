@@ -81,6 +81,7 @@ from .wire import MESSAGES, ClientRequest, SSEReader, StreamState, Usage
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "Pulse-Gateway/1"
+STARTED = "pulse.started"  # the scope key gateway.asgi stamps with the request's arrival (perf_counter)
 MAX_TAGS_HEADER = 4096
 MAX_ERROR_BODY = 256 * 1024  # an upstream error body passed through; larger is cut
 HELD_EVENTS_LIMIT = 64  # a stream whose content has not started after this many events is committed anyway
@@ -139,6 +140,13 @@ class Gateway:
         # like the configuration snapshots; this process's own writes drop its copy at once.
         self.breakers: dict[routing.UpstreamId, tuple[float, Breaker, list[float] | None]] = {}
         self.batch = PipelineBatch()
+        self._background: set[asyncio.Task] = set()
+
+    def in_background(self, coroutine) -> None:
+        """Run `coroutine` without awaiting it, keeping it referenced until it ends."""
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def forget_breaker(self, upstream: UpstreamState) -> None:
         self.breakers.pop(routing.upstream_id(upstream), None)
@@ -235,6 +243,7 @@ class Call:
     answer: dict | None = None  # the non-streamed answer, kept when it will be cached
     response_body: bytes = b""  # kept when the project stores bodies
     request_body: bytes = b""
+    caller_headers: Mapping[str, str] | None = None
     finished: bool = False
     _prompt_tokens: int | None = None
 
@@ -293,7 +302,9 @@ def header_safe(text: str) -> str:
 
 
 async def handle(request: Request, endpoint: str) -> Response:
-    call = Call(request_id=request_ids.next(), endpoint=endpoint, started=perf_counter(), started_wall=time.time())
+    started = request.scope.get(STARTED, perf_counter())
+    call = Call(request_id=request_ids.next(), endpoint=endpoint, started=started, started_wall=time.time(),
+                caller_headers=request.headers)
     r = gateway.redis()
     try:
         call.token = await authenticate(gateway.store, r, request.headers)
@@ -315,7 +326,7 @@ async def handle(request: Request, endpoint: str) -> Response:
         return error_response(call, internal_error())
     except BaseException:  # cancelled: no response to send, but a reservation to release
         if call.admission is not None and not call.finished:
-            asyncio.ensure_future(after(call))
+            gateway.in_background(after(call))
         raise
 
 
@@ -577,7 +588,7 @@ async def next_upstream(call: Call, tryable: list[UpstreamState], probes: set, n
 async def attempt(call: Call, upstream: UpstreamState) -> Response | Failure:
     """One try: a Response to send (the answer, or a client error passed through), or a Failure."""
     url = wire.upstream_url(upstream.kind, upstream.base_url, call.endpoint)
-    headers = wire.upstream_headers(upstream.kind, call.endpoint, upstream.api_key)
+    headers = wire.upstream_headers(upstream.kind, call.endpoint, upstream.api_key, call.caller_headers)
     body = wire.upstream_body(call.request, upstream.model)
     session = gateway.session(upstream.allow_private)
     waited_from = perf_counter()

@@ -22,16 +22,15 @@ the end user); every other parameter is the upstream's to judge, and its 400 is 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from benchmarks.providers.anthropic import API_VERSION as ANTHROPIC_VERSION
 from benchmarks.providers.base import estimate_tokens
 
-from .errors import GatewayError, bad_request
+from .errors import bad_request
 
 CHAT = "chat"
 EMBEDDINGS = "embeddings"
@@ -240,9 +239,17 @@ def upstream_url(kind: str, base_url: str, endpoint: str) -> str | None:
     return base_url.rstrip("/") + path  # OpenAI-compatible: the base URL ends in /v1
 
 
-def upstream_headers(kind: str, endpoint: str, api_key: str) -> dict[str, str]:
+# The caller's headers that change what the upstream does (beta features, the API version a
+# client such as Claude Code was written for); nothing else of the caller's is passed on, least
+# of all its Pulse token.
+PASSED_REQUEST_HEADERS = {MESSAGES: ("anthropic-version", "anthropic-beta"), CHAT: ("openai-beta",),
+                          EMBEDDINGS: ()}
+
+
+def upstream_headers(kind: str, endpoint: str, api_key: str, caller: Mapping[str, str] | None = None) -> dict[str, str]:
     """Auth (and version) headers: the provider registry's for a native Anthropic call, a Bearer
-    key for every OpenAI-format call (Anthropic's and Gemini's compatible endpoints take it too)."""
+    key for every OpenAI-format call (Anthropic's and Gemini's compatible endpoints take it too),
+    and the caller's feature headers."""
     headers = {"content-type": "application/json"}
     if endpoint == MESSAGES:
         from benchmarks.providers import adapter_for
@@ -250,6 +257,10 @@ def upstream_headers(kind: str, endpoint: str, api_key: str) -> dict[str, str]:
         headers.update(adapter_for(ANTHROPIC).api_headers(api_key))
     elif api_key:
         headers["authorization"] = f"Bearer {api_key}"
+    for name in PASSED_REQUEST_HEADERS[endpoint] if caller else ():
+        value = caller.get(name)
+        if value:
+            headers[name] = value
     return headers
 
 
@@ -568,14 +579,3 @@ def mid_stream_error(endpoint: str, message: str) -> bytes:
     if endpoint == MESSAGES:
         return sse_named("error", {"type": "error", "error": {"type": "api_error", "message": message}})
     return sse_data({"error": {"message": message, "type": "server_error", "param": None, "code": "upstream_error"}})
-
-
-def error_for_flavor(error: GatewayError, endpoint: str) -> bytes:
-    return error.body("anthropic" if endpoint == MESSAGES else "openai")
-
-
-__all__ = [
-    "ANTHROPIC_VERSION", "CHAT", "EMBEDDINGS", "ENDPOINTS", "MESSAGES", "ClientRequest", "SSEEvent", "SSEReader",
-    "StreamState", "Usage", "anthropic_usage", "openai_usage", "upstream_body", "upstream_headers", "upstream_url",
-    "validate",
-]

@@ -172,3 +172,14 @@ def test_a_tags_header_that_is_not_utf8_is_refused():
     with pytest.raises(GatewayError) as raised:
         tags_from({"x-pulse-tags": "k=\xff"})
     assert raised.value.status == 400
+
+
+def test_only_the_callers_feature_headers_go_upstream_never_its_token():
+    caller = {"authorization": "Bearer pk_live_secret", "x-api-key": "pk_live_secret", "anthropic-beta": "tools-1",
+              "anthropic-version": "2024-01-01", "openai-beta": "assistants=v2", "cookie": "a=b"}
+    native = wire.upstream_headers("anthropic", "messages", "sk-upstream", caller)
+    assert native == {"content-type": "application/json", "x-api-key": "sk-upstream",
+                      "anthropic-version": "2024-01-01", "anthropic-beta": "tools-1"}
+    chat = wire.upstream_headers("openai_compatible", "chat", "sk-upstream", caller)
+    assert chat == {"content-type": "application/json", "authorization": "Bearer sk-upstream",
+                    "openai-beta": "assistants=v2"}
