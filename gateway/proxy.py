@@ -22,8 +22,9 @@ step, gateway/admission.py, together with the breaker and TTFT reads), then forw
   the tokens known so far (estimated from the text when the upstream sent no usage).
 
 After the last byte (a Starlette BackgroundTask, or the end of the streaming response): the
-budget settle and the call record go to Redis in one pipeline, with the breaker's and live
-TTFT's updates; then the cache store and last_used_at.
+answer goes to the cache (a miss that is cacheable); then the budget settle and the call record go
+to Redis in one pipeline (shared by the calls finishing in the same turn of the event loop), with
+the breaker's and live TTFT's updates; then last_used_at.
 
 x-pulse-overhead-ms is the time spent in Pulse up to the response's headers: the time since
 the request arrived minus the time spent waiting for upstreams (their headers and body bytes,
@@ -461,7 +462,8 @@ async def admit(call: Call, r, candidates: Sequence[UpstreamState]) -> None:
     prompt = call.prompt_tokens_estimate()
     max_cost = 0
     if budgets:
-        costs = [u.cost_micro_usd(input_tokens=prompt, output_tokens=max_output_tokens(call)) for u in candidates]
+        most = call.request.max_prompt_tokens()  # a bound, not a guess: the reservation must cover the call
+        costs = [u.cost_micro_usd(input_tokens=most, output_tokens=max_output_tokens(call)) for u in candidates]
         if all(cost is None for cost in costs):
             raise GatewayError(
                 403, "A hard budget covers this request but none of the route's upstreams has a price, so its "
@@ -687,8 +689,7 @@ async def complete(call: Call, upstream: UpstreamState, response: aiohttp.Client
 async def open_stream(call: Call, upstream: UpstreamState, response: aiohttp.ClientResponse) -> Response | Failure:
     """Read up to the first content event, holding what comes before it; commit then."""
     reader = SSEReader()
-    stream = StreamState(call.endpoint, include_usage=call.request.include_usage, keep_chunks=call.cache_key is not None,
-                         usage=call.usage)
+    stream = StreamState(call.endpoint, include_usage=call.request.include_usage, keep_chunks=call.cache_key is not None)
     held: list[bytes] = []
     events = 0
     waited_from = perf_counter()
@@ -715,7 +716,7 @@ async def open_stream(call: Call, upstream: UpstreamState, response: aiohttp.Cli
     if not stream.content_started and not stream.done and events < HELD_EVENTS_LIMIT:
         response.close()
         return Failure("the stream ended before any content")
-    call.status, call.stream = 200, stream
+    call.status, call.stream, call.usage = 200, stream, stream.usage  # this attempt's counts only
     if stream.content_started:
         call.ttft_ms = (perf_counter() - call.started) * 1000
     headers = {**passed_headers(response), **call.headers(), "cache-control": "no-cache"}

@@ -43,6 +43,7 @@ GEMINI = "gemini"
 
 MAX_OUTPUT_TOKENS = 2**31 - 1  # larger is nobody's real limit, only a way to overflow estimates
 MAX_END_USER = 256
+MESSAGE_FRAMING_TOKENS = 8  # role and separator tokens per message, generously
 
 
 # -- the caller's request -------------------------------------------------------------------------
@@ -71,7 +72,15 @@ class ClientRequest:
         return " ".join(parts)
 
     def estimated_prompt_tokens(self) -> int:
+        """A guess (words and punctuation), for rate limits and for usage an upstream did not send."""
         return estimate_tokens(self.prompt_text())
+
+    def max_prompt_tokens(self) -> int:
+        """At least the prompt's tokens, for budget reservations: a byte-level BPE token covers at
+        least one byte of the text, and each message adds a few tokens of framing."""
+        messages = self.body.get("messages")
+        framing = MESSAGE_FRAMING_TOKENS * (len(messages) + 1 if isinstance(messages, list) else 1)
+        return len(self.prompt_text().encode("utf-8", "surrogatepass")) + framing
 
 
 def _texts(node: Any) -> Iterator[str]:

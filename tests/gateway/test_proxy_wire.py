@@ -183,3 +183,9 @@ def test_only_the_callers_feature_headers_go_upstream_never_its_token():
     chat = wire.upstream_headers("openai_compatible", "chat", "sk-upstream", caller)
     assert chat == {"content-type": "application/json", "authorization": "Bearer sk-upstream",
                     "openai-beta": "assistants=v2"}
+
+
+def test_the_budget_bound_on_prompt_tokens_is_never_below_the_guess():
+    request = wire.validate("chat", orjson.dumps({"model": "m", "messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "naïve café ☕ " * 20}]}))
+    assert request.max_prompt_tokens() >= len("naïve café ☕ ".encode()) * 20 > request.estimated_prompt_tokens()
