@@ -21,10 +21,15 @@ step, gateway/admission.py, together with the breaker and TTFT reads), then forw
 - The caller leaving mid-stream cancels the upstream request; the call is still recorded with
   the tokens known so far (estimated from the text when the upstream sent no usage).
 
-After the last byte (a Starlette BackgroundTask, or the end of the streaming response): the
-answer goes to the cache (a miss that is cacheable); then the budget settle and the call record go
-to Redis in one pipeline (shared by the calls finishing in the same turn of the event loop), with
-the breaker's and live TTFT's updates; then last_used_at.
+Before the response ends (`finish`): the budget settle and the call record go to Redis in one
+pipeline (shared by the calls finishing in the same turn of the event loop), with the breaker's
+and live TTFT's updates, and a cacheable miss goes to the cache. A non-streamed answer is sent
+once they are in; a stream holds back only its last event. So once the caller has seen its
+response complete, its call is in the durable stream: killing the gateway (even SIGKILL) cannot
+lose a call whose caller got its answer, and a repeated request finds the cache filled. The
+cost is one Redis round trip at the end of each call (amortized across concurrent calls by the
+shared pipeline); the first byte of a stream is not delayed. After the response:
+last_used_at (a Starlette BackgroundTask).
 
 x-pulse-overhead-ms is the time spent in Pulse up to the response's headers: the time since
 the request arrived minus the time spent waiting for upstreams (their headers and body bytes,
@@ -317,17 +322,17 @@ async def handle(request: Request, endpoint: str) -> Response:
         candidates = serving(call.route, endpoint)
         hit = await look_up_cache(call, r, request.headers)
         if hit is not None:
-            return replay(call, hit)
+            return await replay(call, hit)
         live = await prepare(call, r, candidates)
         return await forward(call, r, candidates, live)
     except GatewayError as error:
-        return error_response(call, error)
+        return await error_response(call, error)
     except Exception:
         logger.exception("Gateway request %s failed", call.request_id)
-        return error_response(call, internal_error())
+        return await error_response(call, internal_error())
     except BaseException:  # cancelled: no response to send, but a reservation to release
         if call.admission is not None and not call.finished:
-            gateway.in_background(after(call))
+            gateway.in_background(finish(call))
         raise
 
 
@@ -422,7 +427,7 @@ async def look_up_cache(call: Call, r, headers: Mapping[str, str]) -> gateway_ca
     return hit
 
 
-def replay(call: Call, hit: gateway_cache.CachedAnswer) -> Response:
+async def replay(call: Call, hit: gateway_cache.CachedAnswer) -> Response:
     """A cached answer in the shape asked for: JSON, or SSE events when `stream: true`."""
     call.status, call.success, call.complete = 200, True, True
     counts = hit.usage or {}
@@ -434,7 +439,7 @@ def replay(call: Call, hit: gateway_cache.CachedAnswer) -> Response:
     else:
         body, media = orjson.dumps(hit.body), "application/json"
     call.response_body = body
-    return Response(body, 200, headers={**call.headers(), "content-type": media}, background=BackgroundTask(after, call))
+    return await answer(call, body, 200, {"content-type": media})
 
 
 # -- admission --------------------------------------------------------------------------------------
@@ -555,7 +560,7 @@ async def forward(call: Call, r, candidates: list[UpstreamState], live: dict[rou
         await breaker.record_failure(scripts, upstream.connection_id, upstream.model, outcome.error, time.time())
         if outcome.retry_after is not None:
             not_before[routing.upstream_id(upstream)] = perf_counter() + outcome.retry_after
-    return exhausted(call, last)
+    return await exhausted(call, last)
 
 
 async def next_upstream(call: Call, tryable: list[UpstreamState], probes: set, not_before: dict, deadline: float,
@@ -645,8 +650,7 @@ async def passed_through(call: Call, response: aiohttp.ClientResponse) -> Respon
     body = await read_error_body(call, response)
     call.status, call.success, call.complete = response.status, False, True
     call.response_body = body
-    return Response(body, response.status, headers={**passed_headers(response), **call.headers()},
-                    background=BackgroundTask(after, call))
+    return await answer(call, body, response.status, passed_headers(response))
 
 
 def _json(raw: bytes) -> object:
@@ -681,9 +685,9 @@ async def complete(call: Call, upstream: UpstreamState, response: aiohttp.Client
     if call.cache_key is not None:
         call.answer = payload
     call.response_body = raw
-    headers = {**passed_headers(response), **call.headers()}
+    headers = passed_headers(response)
     headers.setdefault("content-type", "application/json")
-    return Response(raw, 200, headers=headers, background=BackgroundTask(after, call))
+    return await answer(call, raw, 200, headers)
 
 
 async def open_stream(call: Call, upstream: UpstreamState, response: aiohttp.ClientResponse) -> Response | Failure:
@@ -724,14 +728,13 @@ async def open_stream(call: Call, upstream: UpstreamState, response: aiohttp.Cli
     return ProxyStream(call, response, reader, b"".join(held), headers)
 
 
-def exhausted(call: Call, last: Failure | None) -> Response:
+async def exhausted(call: Call, last: Failure | None) -> Response:
     """Nothing answered: the last upstream error as it was, or 502/504."""
     call.success, call.complete = False, True
     if last is not None and last.status is not None and last.body:
         call.status = last.status
         call.response_body = last.body
-        return Response(last.body, last.status, headers={**last.headers, **call.headers()},
-                        background=BackgroundTask(after, call))
+        return await answer(call, last.body, last.status, last.headers)
     if last is None:
         call.upstream = None
         error = no_upstream_answered(f"No upstream of the route `{call.route.name}` could be tried (all are "
@@ -739,17 +742,22 @@ def exhausted(call: Call, last: Failure | None) -> Response:
     else:
         tried = "; ".join(f"{a.upstream}: {a.error}" for a in call.attempts)
         error = no_upstream_answered(f"No upstream answered: {tried}.", timeout=last.timeout)
-    return error_response(call, error)
+    return await error_response(call, error)
 
 
-def error_response(call: Call, error: GatewayError) -> Response:
+async def error_response(call: Call, error: GatewayError) -> Response:
     call.status = error.status
     body = error.body(call.flavor)
     if call.request_body and not call.response_body:
         call.response_body = body
-    headers = {**error.headers, **call.headers(), "content-type": "application/json"}
-    background = BackgroundTask(after, call) if call.token is not None else None
-    return Response(body, error.status, headers=headers, background=background)
+    return await answer(call, body, error.status, {**error.headers, "content-type": "application/json"})
+
+
+async def answer(call: Call, body: bytes, status: int, headers: Mapping[str, str]) -> Response:
+    """The response to a call, once the call is settled and recorded (`finish`)."""
+    await finish(call)
+    background = BackgroundTask(touch, call) if call.token is not None else None
+    return Response(body, status, headers={**headers, **call.headers()}, background=background)
 
 
 # -- streaming --------------------------------------------------------------------------------------
@@ -791,14 +799,20 @@ class ProxyStream(Response):
             watching = False
             watch.cancel()
             self.upstream.close()  # stops the upstream's generation if it is still going
-            await after(call)
+            await finish(call)  # (already done when the stream ended normally)
+            await touch(call)
 
     async def pump(self, send) -> None:
+        """Forward events as they come; the one that ends the stream waits until the call is
+        recorded (`finish`), so a caller never sees the end of a call that is not."""
         call, stream = self.call, self.call.stream
         keep = call.project.store_bodies
-        sent = [self.first] if keep else []
-        await send({"type": "http.response.body", "body": self.first, "more_body": True})
-        broken = None
+        sent, broken, held = [], None, b""
+        if stream.done:
+            held = self.first  # the whole stream came before its content was committed
+        else:
+            sent = [self.first] if keep else []
+            await send({"type": "http.response.body", "body": self.first, "more_body": True})
         while True:
             waited_from = perf_counter()
             try:
@@ -816,13 +830,15 @@ class ProxyStream(Response):
             data = b"".join([stream.take(event) for event in self.reader.feed(chunk)])
             if not started and stream.content_started:
                 call.ttft_ms = (perf_counter() - call.started) * 1000
-            if data:
+            if stream.done:
+                held += data  # the end: it goes out once the call is recorded
+            elif data:
                 if keep:
                     sent.append(data)
                 await send({"type": "http.response.body", "body": data, "more_body": True})
         rest = self.reader.rest()
-        tail = stream.take(rest) if rest is not None else b""
-        if broken is None and not stream.done:
+        tail = held + (stream.take(rest) if rest is not None else b"")
+        if broken is None and not stream.ended:
             broken = "the upstream ended the stream before its end"
         if broken is not None or stream.error is not None:
             call.status, call.success = 502, False
@@ -833,6 +849,7 @@ class ProxyStream(Response):
             call.success, call.complete = True, True
         if keep:
             call.response_body = b"".join(sent) + tail
+        await finish(call)
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
@@ -858,7 +875,7 @@ def final_counts(call: Call) -> Counts:
     prompt, and over the text received: a stream cut short reports no final usage)."""
     usage = call.usage
     text = call.stream.joined_text if call.stream is not None else call.text
-    cut_short = call.stream is not None and not call.stream.done
+    cut_short = call.stream is not None and not call.stream.ended
     estimated = False
     input_tokens = usage.input_tokens
     if input_tokens is None:
@@ -917,24 +934,23 @@ def bodies_of(call: Call) -> dict | None:
             "retention_days": project.body_retention_days}
 
 
-async def after(call: Call) -> None:
-    """Settle, record, update the breaker and live TTFT, cache, touch the token: once per call,
-    never raising (the caller has its answer)."""
+async def finish(call: Call) -> None:
+    """Settle and record the call, and cache a cacheable miss: once per call, before its
+    response ends, never raising (a failure here must not cost the caller its answer)."""
     if call.finished:
         return
     call.finished = True
     r = gateway.redis()
+    cached, recorded = await asyncio.gather(store_in_cache(call, r), settle_and_record(call, r), return_exceptions=True)
+    for outcome, what in ((cached, "Caching the answer of"), (recorded, "Recording")):
+        if isinstance(outcome, BaseException):
+            logger.error("%s gateway call %s failed", what, call.request_id, exc_info=outcome)
+
+
+async def touch(call: Call) -> None:
+    """After the response: the token's last_used_at (at most once a minute per token)."""
     try:
-        await store_in_cache(call, r)  # first: once a call is recorded, its answer is cached
-    except Exception:
-        logger.exception("Caching the answer of gateway call %s failed", call.request_id)
-    try:
-        await settle_and_record(call, r)
-    except Exception:
-        logger.exception("Recording gateway call %s failed", call.request_id)
-    try:
-        if call.token is not None:
-            await gateway.last_used.touch(r, call.token.token_id)
+        await gateway.last_used.touch(gateway.redis(), call.token.token_id)
     except Exception:
         logger.exception("Touching the token of gateway call %s failed", call.request_id)
 

@@ -497,7 +497,8 @@ class StreamState:
     usage: Usage = field(default_factory=Usage)
     text: list[str] = field(default_factory=list)
     content_started: bool = False
-    done: bool = False
+    done: bool = False  # the format's end event came: [DONE], message_stop
+    finish_seen: bool = False  # a choice said why it finished (OpenAI)
     error: str | None = None
     chunks: list = field(default_factory=list)
 
@@ -537,7 +538,7 @@ class StreamState:
 
     def _take_choice(self, choice: dict) -> None:
         if choice.get("finish_reason"):
-            self.content_started = True
+            self.content_started = self.finish_seen = True
         delta = choice.get("delta")
         if type(delta) is not dict:
             return
@@ -576,6 +577,12 @@ class StreamState:
         elif kind not in ("ping", "content_block_start"):
             self.content_started = True
         return event.raw
+
+    @property
+    def ended(self) -> bool:
+        """The stream reached its end: its end event, or (some OpenAI-compatible servers send
+        no [DONE]) the end of the body after every choice finished."""
+        return self.done or (self.endpoint != MESSAGES and self.finish_seen and self.error is None)
 
     @property
     def joined_text(self) -> str:

@@ -321,8 +321,9 @@ def anthropic_client(gateway_world: GatewayWorld) -> Iterator[anthropic.Anthropi
 @pytest.fixture
 def recorded_calls():
     """recorded_calls(count) -> the CallRecords the gateway handed to the call stream, oldest
-    first, waiting (up to a deadline, never asserting on time) until `count` are there: the
-    gateway writes them after the response's last byte."""
+    first. The gateway records a call before its response ends, so they are there once the
+    client has its answer; for a caller that left mid-stream the record follows a moment later,
+    so this waits (up to a deadline, never asserting on time) until `count` are there."""
     from gateway import recorder
     from gateway.redis import sync_client
 

@@ -2,8 +2,7 @@
 stored, a hit is replayed in the shape asked for without calling the upstream and recorded at $0
 with what it saved, `x-pulse-cache` on every response and as a per-request override.
 
-A miss is stored after its response, before its call is recorded: a test waits for the record
-(`recorded_calls`) before repeating a request."""
+A miss is stored before its response ends: the very next request finds it."""
 
 from __future__ import annotations
 
@@ -24,7 +23,6 @@ def test_a_repeated_request_is_replayed_from_the_cache_and_recorded_at_no_cost(
     gateway_world.settings(cache_enabled=True)
 
     first = openai_client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO)
-    recorded_calls(1)
     second = openai_client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO)
 
     assert (cache_header(first), cache_header(second)) == ("MISS", "HIT")
@@ -39,11 +37,9 @@ def test_a_repeated_request_is_replayed_from_the_cache_and_recorded_at_no_cost(
     assert (hit.event["input_tokens"], hit.event["output_tokens"]) == (5, 64)
 
 
-def test_a_cached_answer_is_replayed_as_a_stream_when_one_is_asked_for(gateway_world, openai_client, simulator,
-                                                                        recorded_calls):
+def test_a_cached_answer_is_replayed_as_a_stream_when_one_is_asked_for(gateway_world, openai_client, simulator):
     gateway_world.settings(cache_enabled=True)
     answer = openai_client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
-    recorded_calls(1)
 
     raw = openai_client.chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=HELLO, stream=True, stream_options={"include_usage": True})
@@ -54,10 +50,9 @@ def test_a_cached_answer_is_replayed_as_a_stream_when_one_is_asked_for(gateway_w
     assert chunks[-1].usage.completion_tokens == answer.usage.completion_tokens
 
 
-def test_a_streamed_miss_is_stored_for_the_next_caller(gateway_world, openai_client, simulator, recorded_calls):
+def test_a_streamed_miss_is_stored_for_the_next_caller(gateway_world, openai_client, simulator):
     gateway_world.settings(cache_enabled=True)
     streamed = list(openai_client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True))
-    recorded_calls(1)
 
     raw = openai_client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO)
 
@@ -66,7 +61,7 @@ def test_a_streamed_miss_is_stored_for_the_next_caller(gateway_world, openai_cli
         c.choices[0].delta.content or "" for c in streamed if c.choices)
 
 
-def test_the_cache_header_overrides_the_projects_choice(gateway_world, openai_client, simulator, recorded_calls):
+def test_the_cache_header_overrides_the_projects_choice(gateway_world, openai_client, simulator):
     gateway_world.settings(cache_enabled=True)
     off = {"x-pulse-cache": "off"}
     first = openai_client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO, extra_headers=off)
@@ -77,7 +72,6 @@ def test_the_cache_header_overrides_the_projects_choice(gateway_world, openai_cl
     gateway_world.settings(cache_enabled=False)
     on = {"x-pulse-cache": "on"}
     third = openai_client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO, extra_headers=on)
-    recorded_calls(3)
     fourth = openai_client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO, extra_headers=on)
     assert (cache_header(third), cache_header(fourth)) == ("MISS", "HIT")
 
@@ -93,10 +87,9 @@ def test_failed_answers_are_not_cached(gateway_world, openai_client, simulator):
     assert len(simulator.requests()) == 2
 
 
-def test_embeddings_are_cached_too(gateway_world, openai_client, simulator, recorded_calls):
+def test_embeddings_are_cached_too(gateway_world, openai_client, simulator):
     gateway_world.settings(cache_enabled=True)
     first = openai_client.embeddings.with_raw_response.create(model="text-embedding-3-small", input="hello")
-    recorded_calls(1)
     second = openai_client.embeddings.with_raw_response.create(model="text-embedding-3-small", input="hello")
     assert (cache_header(first), cache_header(second)) == ("MISS", "HIT")
     assert second.parse().data[0].embedding == first.parse().data[0].embedding

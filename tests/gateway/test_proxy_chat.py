@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import openai
 import pytest
 
 from benchmarks.simulator import DEFAULT_PROFILES, Fault, ModelProfile
@@ -158,3 +159,20 @@ def test_every_chunk_of_a_model_that_sends_several_tokens_a_chunk_arrives_in_ord
 
     assert len(chunks) == 10
     assert [c.model_extra["pulse_sim"]["seq"] for c in chunks] == list(range(1, 11))
+
+
+def test_once_the_caller_has_its_answer_the_call_is_already_recorded(gateway_world, openai_client, simulator):
+    """The record is in the durable stream before the response ends: a gateway killed right after
+    a caller got its answer cannot lose that call."""
+    from django.conf import settings
+
+    from gateway.redis import sync_client
+
+    gateway_world.route("broken", [(gateway_world.openai_connection, "sim-500")])
+    openai_client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+    assert sync_client().xlen(settings.GATEWAY_CALL_STREAM) == 1
+    list(openai_client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True))
+    assert sync_client().xlen(settings.GATEWAY_CALL_STREAM) == 2
+    with pytest.raises(openai.InternalServerError):
+        openai_client.chat.completions.create(model="broken", messages=HELLO)
+    assert sync_client().xlen(settings.GATEWAY_CALL_STREAM) == 3
