@@ -15,6 +15,7 @@ The lifespan opens the upstream connection pools and closes them and the Redis c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -27,8 +28,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import wire
+from . import redis, wire
 from .auth import authenticate
+from .consumer import run_in_process
 from .errors import (
     ANTHROPIC,
     OPENAI,
@@ -127,9 +129,17 @@ async def server_error(request: Request, exc: Exception) -> Response:
 @asynccontextmanager
 async def lifespan(app: Starlette):
     await gateway.start()
+    # Without a shared Redis the call stream lives in this process's stand-in, where no
+    # `gateway_consumer` process can read it: drain it here (and finish draining at shutdown).
+    stop, consumer = asyncio.Event(), None
+    if not redis.is_shared():
+        consumer = asyncio.create_task(run_in_process(stop), name="gateway-consumer")
     try:
         yield
     finally:
+        if consumer is not None:
+            stop.set()
+            await consumer
         await gateway.close()
 
 

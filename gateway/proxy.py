@@ -478,7 +478,8 @@ async def admit(call: Call, r, candidates: Sequence[UpstreamState]) -> None:
         max_cost = max(cost for cost in costs if cost is not None)
     estimated_tokens = prompt + (call.request.max_output_tokens or 0)
     result = await gateway_admission.admit(r, project=project, token_id=token_id, estimated_tokens=estimated_tokens,
-                                           budgets=budgets, max_cost_micro_usd=max_cost)
+                                           budgets=budgets, max_cost_micro_usd=max_cost,
+                                           request_id=call.request_id, token_prefix=call.token.prefix)
     if result.allowed:
         call.admission = result
         return
@@ -491,7 +492,7 @@ async def admit(call: Call, r, candidates: Sequence[UpstreamState]) -> None:
 def priced_only_under_budget(call: Call, candidates: list[UpstreamState]) -> list[UpstreamState]:
     """Under a hard budget, only upstreams whose cost was reserved may be called."""
     reservation = call.admission.reservation if call.admission is not None else None
-    if reservation is None or not reservation.budget_keys:
+    if reservation is None or not reservation.budgets:
         return candidates
     return [u for u in candidates if u.priced]
 
