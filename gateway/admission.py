@@ -129,8 +129,14 @@ def _budget_keys(budget: BudgetState) -> tuple[str, str]:
 
 
 async def admit(r, *, project: ProjectState, token_id: int, estimated_tokens: int,
-                budgets: Sequence[BudgetState], max_cost_micro_usd: int, now: float | None = None) -> Admission:
+                budgets: Sequence[BudgetState], max_cost_micro_usd: int | None, now: float | None = None,
+                request_id: str | None = None, token_prefix: str = "") -> Admission:
+    """`max_cost_micro_usd` None: unpriced (refused under a hard budget); `request_id` names the
+    call for mark_ingested (B2's ledger needs it); `token_prefix` names the token in messages."""
     now = time.time() if now is None else now
+    if budgets and max_cost_micro_usd is None:
+        return Admission(False, "budget", None, {}, None, "This request's cost cannot be priced, so the hard "
+                         "budget that covers it cannot be enforced; it is refused.")
     checks = _checks(project, token_id, estimated_tokens, now)
     if not checks and not budgets:
         return Admission(True, None, None, {}, None, "")
@@ -193,6 +199,25 @@ def mark_ingested(charges: Sequence[tuple[str, Mapping[int, int]]]) -> None:
         gateway_state.invalidate(everything=True)
 
 
+def budget_state(budget, *, now=None, rates=None) -> BudgetState:
+    """The BudgetState of one hard budget, for the state builder."""
+    from django.utils import timezone
+
+    from alerts.budgets import BudgetPeriod, spend_usd
+    from costs.currency import Rates
+
+    now = now or timezone.now()
+    rates = rates or Rates.latest()
+    period = BudgetPeriod.containing(budget.period, budget.organization.time_zone, now)
+    amount = budget.amount / rates.per_usd[budget.currency] * 1_000_000
+    spent = spend_usd(budget, period.start, now) * 1_000_000
+    return BudgetState(
+        budget_id=budget.id, period_start=period.start.timestamp(), period_end=period.end.timestamp(),
+        amount_micro_usd=int(amount), spent_micro_usd=int(spent.to_integral_value(rounding="ROUND_CEILING")),
+        token_id=budget.api_token_id, model=budget.model, tag_key=budget.tag_key, tag_value=budget.tag_value,
+    )
+
+
 def covering_budgets(project: ProjectState, *, token_id: int, models: Iterable[str],
                      tags: Mapping[str, str]) -> list[BudgetState]:
     models = set(models)
@@ -204,4 +229,4 @@ def covering_budgets(project: ProjectState, *, token_id: int, models: Iterable[s
     ]
 
 
-__all__ = ["Admission", "LimitSpec", "Reservation", "admit", "covering_budgets", "mark_ingested", "settle"]
+__all__ = ["Admission", "LimitSpec", "Reservation", "admit", "budget_state", "covering_budgets", "mark_ingested", "settle"]

@@ -232,6 +232,7 @@ class Call:
     route: RouteState | None = None
     tags: dict[str, str] = field(default_factory=dict)
     admission: gateway_admission.Admission | None = None
+    budgeted: bool = False  # a hard budget covers the call: only priced upstreams may serve it
     cache_key: str | None = None
     cache_outcome: str = "BYPASS"
     cache_hit: gateway_cache.CachedAnswer | None = None
@@ -465,20 +466,19 @@ async def admit(call: Call, r, candidates: Sequence[UpstreamState]) -> None:
     project, token_id = call.project, call.token.token_id
     budgets = covering(call, candidates)
     prompt = call.prompt_tokens_estimate()
-    max_cost = 0
+    max_cost: int | None = 0
     if budgets:
+        # Only priced upstreams may serve a call under a hard budget (priced_only_under_budget);
+        # with none, admission refuses the call (max cost None: it cannot be held).
         most = call.request.max_prompt_tokens()  # a bound, not a guess: the reservation must cover the call
         costs = [u.cost_micro_usd(input_tokens=most, output_tokens=max_output_tokens(call)) for u in candidates]
-        if all(cost is None for cost in costs):
-            raise GatewayError(
-                403, "A hard budget covers this request but none of the route's upstreams has a price, so its "
-                "cost cannot be reserved; add a price for the model in the admin, or route it to a priced one.",
-                type="insufficient_quota", code="unpriced_under_budget",
-            )
-        max_cost = max(cost for cost in costs if cost is not None)
+        max_cost = max((cost for cost in costs if cost is not None), default=None)
     estimated_tokens = prompt + (call.request.max_output_tokens or 0)
-    result = await gateway_admission.admit(r, project=project, token_id=token_id, estimated_tokens=estimated_tokens,
-                                           budgets=budgets, max_cost_micro_usd=max_cost)
+    call.budgeted = bool(budgets)
+    result = await gateway_admission.admit(
+        r, project=project, token_id=token_id, estimated_tokens=estimated_tokens, budgets=budgets,
+        max_cost_micro_usd=max_cost, request_id=call.request_id, token_prefix=call.token.prefix,
+    )
     if result.allowed:
         call.admission = result
         return
@@ -490,8 +490,7 @@ async def admit(call: Call, r, candidates: Sequence[UpstreamState]) -> None:
 
 def priced_only_under_budget(call: Call, candidates: list[UpstreamState]) -> list[UpstreamState]:
     """Under a hard budget, only upstreams whose cost was reserved may be called."""
-    reservation = call.admission.reservation if call.admission is not None else None
-    if reservation is None or not reservation.budget_keys:
+    if not call.budgeted:
         return candidates
     return [u for u in candidates if u.priced]
 

@@ -336,9 +336,13 @@ def _limits(project: Project) -> tuple[LimitSpec | None, dict[int, LimitSpec]]:
 
 
 def _hard_budgets(project: Project, now: datetime) -> tuple[BudgetState, ...]:
-    from alerts.budgets import BudgetPeriod, spend_usd
+    """The hard budgets covering the project, as admission (gateway/admission.py) builds their
+    state: amounts at today's exchange rate, the DB spend of the current period (refreshing
+    admission's ledger on the way)."""
     from alerts.models import Budget
     from costs.currency import Rates
+
+    from . import admission  # it imports this module: not at the top
 
     budgets = list(
         Budget.objects.enabled().filter(enforcement=Budget.Enforcement.HARD).covering(project)
@@ -347,17 +351,7 @@ def _hard_budgets(project: Project, now: datetime) -> tuple[BudgetState, ...]:
     if not budgets:
         return ()
     rates = Rates.latest()
-    states = []
-    for budget in budgets:
-        period = BudgetPeriod.containing(budget.period, budget.organization.time_zone, now)
-        amount_usd = budget.amount / rates.per_usd[budget.currency]
-        states.append(BudgetState(
-            budget_id=budget.id, period_start=period.start.timestamp(), period_end=period.end.timestamp(),
-            amount_micro_usd=int((amount_usd * MICRO).to_integral_value()),
-            spent_micro_usd=_micro(spend_usd(budget, period.start, now)) or 0,
-            token_id=budget.api_token_id, model=budget.model, tag_key=budget.tag_key, tag_value=budget.tag_value,
-        ))
-    return tuple(states)
+    return tuple(admission.budget_state(budget, now=now, rates=rates) for budget in budgets)
 
 
 def build_project_state(project_id: int, now: datetime | None = None) -> ProjectState | None:
