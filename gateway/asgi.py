@@ -10,11 +10,13 @@ No Django middleware runs here (no sessions, CSRF or messages): the hot path is 
 Unknown paths are OpenAI-shaped 404s, a wrong method a 405, and anything unexpected a logged 500
 in OpenAI's shape; the app never answers HTML.
 
-The lifespan opens the upstream connection pools and closes them and the Redis client.
+The lifespan opens the upstream connection pools and closes them and the Redis client; without a
+shared Redis it also runs the call stream's consumer in this process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -27,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from . import redis as gateway_redis
 from . import wire
 from .auth import authenticate
 from .errors import (
@@ -126,10 +129,21 @@ async def server_error(request: Request, exc: Exception) -> Response:
 
 @asynccontextmanager
 async def lifespan(app: Starlette):
+    """Open the upstream pools; without a shared Redis (make run) also drain the call stream
+    here, since it lives in this process's stand-in where no consumer process can see it
+    (gateway/consumer.py, part C's). Stopping drains it first, then closes everything."""
     await gateway.start()
+    stop, draining = asyncio.Event(), None
+    if not gateway_redis.is_shared():
+        from . import consumer
+
+        draining = asyncio.create_task(consumer.run_in_process(stop))
     try:
         yield
     finally:
+        stop.set()
+        if draining is not None:
+            await draining
         await gateway.close()
 
 
