@@ -214,6 +214,8 @@ HOSTILE = {
     "a huge exponent": b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "temperature": 1e99999}',
     "user an object": b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "user": {"id": 1}}',
     "deeply nested": ('{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": ' + DEEP + "}]}").encode(),
+    "nested past Python's recursion limit, within orjson's": (
+        '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": ' + "[" * 1000 + "]" * 1000 + "}]}").encode(),
     "NaN": b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}',
 }
 
