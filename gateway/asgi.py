@@ -32,6 +32,7 @@ from starlette.routing import Route
 from . import redis as gateway_redis
 from . import wire
 from .auth import authenticate
+from .calls import STARTED
 from .errors import (
     ANTHROPIC,
     OPENAI,
@@ -41,7 +42,8 @@ from .errors import (
     model_not_found,
     not_found,
 )
-from .proxy import STARTED, gateway, handle, project_of, request_ids
+from .process import gateway, request_ids
+from .proxy import handle, project_of
 
 logger = logging.getLogger(__name__)
 

@@ -451,7 +451,7 @@ def _generation(raw: bytes | None) -> int:
 
 
 class StateStore:
-    """One per process (gateway.proxy holds it); safe for one event loop."""
+    """One per process (gateway.process holds it); safe for one event loop."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.local = _LocalCache(clock)
