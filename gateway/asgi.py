@@ -10,7 +10,8 @@ No Django middleware runs here (no sessions, CSRF or messages): the hot path is 
 Unknown paths are OpenAI-shaped 404s, a wrong method a 405, and anything unexpected a logged 500
 in OpenAI's shape; the app never answers HTML.
 
-The lifespan opens the upstream connection pools and closes them and the Redis client.
+The lifespan opens the upstream connection pools and closes them and the Redis client; without a
+shared Redis it also runs the call stream's consumer in this process.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import redis, wire
+from . import redis as gateway_redis
+from . import wire
 from .auth import authenticate
-from .consumer import run_in_process
+from .calls import STARTED
 from .errors import (
     ANTHROPIC,
     OPENAI,
@@ -40,7 +42,8 @@ from .errors import (
     model_not_found,
     not_found,
 )
-from .proxy import STARTED, gateway, handle, project_of, request_ids
+from .process import gateway, request_ids
+from .proxy import handle, project_of
 
 logger = logging.getLogger(__name__)
 
@@ -128,18 +131,21 @@ async def server_error(request: Request, exc: Exception) -> Response:
 
 @asynccontextmanager
 async def lifespan(app: Starlette):
+    """Open the upstream pools; without a shared Redis (make run) also drain the call stream
+    here, since it lives in this process's stand-in where no consumer process can see it
+    (gateway/consumer.py, part C's). Stopping drains it first, then closes everything."""
     await gateway.start()
-    # Without a shared Redis the call stream lives in this process's stand-in, where no
-    # `gateway_consumer` process can read it: drain it here (and finish draining at shutdown).
-    stop, consumer = asyncio.Event(), None
-    if not redis.is_shared():
-        consumer = asyncio.create_task(run_in_process(stop), name="gateway-consumer")
+    stop, draining = asyncio.Event(), None
+    if not gateway_redis.is_shared():
+        from . import consumer
+
+        draining = asyncio.create_task(consumer.run_in_process(stop))
     try:
         yield
     finally:
-        if consumer is not None:
-            stop.set()
-            await consumer
+        stop.set()
+        if draining is not None:
+            await draining
         await gateway.close()
 
 

@@ -1,6 +1,10 @@
-"""The hot path: a caller's request in, the upstream's answer out, the call recorded after.
+"""The hot path: a caller's request in, the upstream's answer out, the call recorded.
 
     response = await handle(request, wire.CHAT)     # the endpoints in gateway/asgi.py
+
+Beside it: gateway/process.py (what a process keeps: pools, caches, the Redis batch),
+gateway/calls.py (one call, its counts and its record), gateway/streaming.py (a stream
+forwarded), gateway/wire.py (the formats), gateway/routing.py and breaker.py (which upstream).
 
 In order: authenticate (snapshot, no SQL when warm), read and validate the body, resolve the
 route, look up the cache (gateway/cache.py), admit (limits and budget reservation in one Redis
@@ -40,17 +44,11 @@ spent forwarding its chunks.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
-import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
 from time import perf_counter
-from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -59,19 +57,17 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
-from benchmarks.providers.base import estimate_tokens, parse_retry_after
+from benchmarks.providers.base import parse_retry_after
 from costs.ingestion import _tags as validated_tags
-from lib.egress import EgressRefused, guarded_connector
+from lib.egress import EgressRefused
 
 from . import admission as gateway_admission
-from . import breaker, recorder, routing, wire
+from . import breaker, routing, wire
 from . import cache as gateway_cache
-from . import redis as gateway_redis
-from .auth import LastUsed, authenticate
+from .auth import authenticate
 from .breaker import Breaker, Scripts
+from .calls import STARTED, Attempt, Call, finish, touch
 from .errors import (
-    ANTHROPIC,
-    OPENAI,
     GatewayError,
     bad_request,
     body_too_large,
@@ -81,129 +77,17 @@ from .errors import (
     no_upstream_answered,
     rate_limited,
 )
-from .state import ProjectState, RouteState, StateStore, TokenState, UpstreamState
-from .wire import MESSAGES, ClientRequest, SSEReader, StreamState, Usage
+from .process import gateway, request_ids
+from .state import ProjectState, RouteState, TokenState, UpstreamState
+from .streaming import ProxyStream
+from .wire import MESSAGES, SSEReader, StreamState, Usage
 
 logger = logging.getLogger(__name__)
 
-USER_AGENT = "Pulse-Gateway/1"
-STARTED = "pulse.started"  # the scope key gateway.asgi stamps with the request's arrival (perf_counter)
 MAX_TAGS_HEADER = 4096
 MAX_ERROR_BODY = 256 * 1024  # an upstream error body passed through; larger is cut
 HELD_EVENTS_LIMIT = 64  # a stream whose content has not started after this many events is committed anyway
 PASSED_HEADERS = ("content-type", "retry-after", "x-request-id", "request-id")
-MICRO = Decimal(1_000_000)
-
-
-# -- the process's resources ----------------------------------------------------------------------
-
-
-class PipelineBatch:
-    """The Redis commands of the calls that finish in one turn of the event loop go out in one
-    pipeline: one round trip for all of them (64 concurrent callers, one write instead of 64).
-    A call waits for its batch, so its record is in Redis when its `after` returns."""
-
-    def __init__(self) -> None:
-        self._pipe = self._sent = self._client = None
-        self._sending: set[asyncio.Task] = set()
-
-    def join(self, r) -> tuple[object, asyncio.Future]:
-        if self._pipe is None or self._client is not r:
-            loop = asyncio.get_running_loop()
-            self._pipe, self._sent, self._client = r.pipeline(transaction=False), loop.create_future(), r
-            loop.call_soon(self._send)
-        return self._pipe, self._sent
-
-    def _send(self) -> None:
-        pipe, sent = self._pipe, self._sent
-        self._pipe = self._sent = self._client = None
-        task = asyncio.ensure_future(self._execute(pipe, sent))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-
-    @staticmethod
-    async def _execute(pipe, sent: asyncio.Future) -> None:
-        try:
-            await pipe.execute(raise_on_error=False)  # one call's failed command spoils no other's
-        except Exception as error:
-            sent.set_exception(error)
-        else:
-            sent.set_result(None)
-
-
-class Gateway:
-    """What one gateway process keeps: the state store, one pooled aiohttp session per egress
-    policy (keep-alive; opened in the lifespan or on first use, per event loop), the breaker's
-    scripts per Redis client, the last-used clock."""
-
-    def __init__(self) -> None:
-        self.store = StateStore()
-        self.last_used = LastUsed()
-        self._sessions: dict[bool, aiohttp.ClientSession] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._scripts: tuple[object, Scripts] | None = None
-        # Breakers and live TTFT samples read from Redis, trusted for GATEWAY_STATE_LOCAL_TTL_S
-        # like the configuration snapshots; this process's own writes drop its copy at once.
-        self.breakers: dict[routing.UpstreamId, tuple[float, Breaker, list[float] | None]] = {}
-        self.batch = PipelineBatch()
-        self._background: set[asyncio.Task] = set()
-
-    def in_background(self, coroutine) -> None:
-        """Run `coroutine` without awaiting it, keeping it referenced until it ends."""
-        task = asyncio.ensure_future(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    def forget_breaker(self, upstream: UpstreamState) -> None:
-        self.breakers.pop(routing.upstream_id(upstream), None)
-
-    def redis(self):
-        return gateway_redis.async_client()
-
-    def scripts(self, r) -> Scripts:
-        if self._scripts is None or self._scripts[0] is not r:
-            self._scripts = (r, Scripts(r))
-        return self._scripts[1]
-
-    def session(self, allow_private: bool) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            self._sessions, self._loop = {}, loop  # sessions belong to the loop that made them
-        session = self._sessions.get(allow_private)
-        if session is None or session.closed:
-            session = aiohttp.ClientSession(
-                connector=guarded_connector(allow_private=allow_private, limit=0, keepalive_timeout=60,
-                                            ttl_dns_cache=60),
-                timeout=aiohttp.ClientTimeout(total=None, connect=settings.GATEWAY_CONNECT_TIMEOUT_S,
-                                              sock_read=settings.GATEWAY_READ_TIMEOUT_S),
-                headers={"user-agent": USER_AGENT}, skip_auto_headers=("User-Agent",),
-            )
-            self._sessions[allow_private] = session
-        return session
-
-    async def start(self) -> None:
-        for allow_private in (False, True):
-            self.session(allow_private)
-
-    async def close(self) -> None:
-        for session in self._sessions.values():
-            await session.close()
-        self._sessions = {}
-        r = gateway_redis.async_client()
-        await r.aclose()
-
-
-gateway = Gateway()
-
-
-# -- one call -------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Attempt:
-    upstream: str
-    status_code: int | None
-    error: str
 
 
 @dataclass(slots=True)
@@ -216,92 +100,6 @@ class Failure:
     retry_after: float | None = None
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class Call:
-    """Everything known about one request, from arrival to its record."""
-
-    request_id: str
-    endpoint: str
-    started: float  # perf_counter
-    started_wall: float  # time.time
-    token: TokenState | None = None
-    project: ProjectState | None = None
-    request: ClientRequest | None = None
-    route: RouteState | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    admission: gateway_admission.Admission | None = None
-    cache_key: str | None = None
-    cache_outcome: str = "BYPASS"
-    cache_hit: gateway_cache.CachedAnswer | None = None
-    upstream: UpstreamState | None = None
-    attempts: list[Attempt] = field(default_factory=list)
-    breakers: dict[routing.UpstreamId, Breaker] = field(default_factory=dict)
-    upstream_wait: float = 0.0  # seconds spent waiting on upstreams
-    status: int = 0
-    success: bool = False
-    ttft_ms: float | None = None
-    usage: Usage = field(default_factory=Usage)
-    text: str = ""
-    stream: StreamState | None = None
-    complete: bool = False  # the upstream's answer arrived whole
-    answer: dict | None = None  # the non-streamed answer, kept when it will be cached
-    response_body: bytes = b""  # kept when the project stores bodies
-    request_body: bytes = b""
-    caller_headers: Mapping[str, str] | None = None
-    finished: bool = False
-    _prompt_tokens: int | None = None
-
-    @property
-    def flavor(self) -> str:
-        return ANTHROPIC if self.endpoint == MESSAGES else OPENAI
-
-    def overhead_ms(self) -> float:
-        return max((perf_counter() - self.started - self.upstream_wait) * 1000, 0.0)
-
-    def prompt_tokens_estimate(self) -> int:
-        if self._prompt_tokens is None:
-            self._prompt_tokens = self.request.estimated_prompt_tokens() if self.request else 0
-        return self._prompt_tokens
-
-    def headers(self) -> dict[str, str]:
-        headers = {
-            "x-pulse-request-id": self.request_id,
-            "x-pulse-overhead-ms": f"{self.overhead_ms():.3f}",
-            "x-pulse-cache": self.cache_outcome,
-        }
-        if self.upstream is not None:
-            headers["x-pulse-upstream"] = header_safe(self.upstream.label)
-        elif self.cache_hit is not None:
-            headers["x-pulse-upstream"] = header_safe(self.cache_hit.upstream)
-        if self.admission is not None:
-            headers.update(self.admission.headers)
-        return headers
-
-
-class RequestIds:
-    """32 hex characters per request, unique across processes: a random per-process prefix (new
-    after a fork) and a counter. Cheaper than uuid4, which asks the kernel for randomness on
-    every call."""
-
-    def __init__(self) -> None:
-        self._renew()
-        os.register_at_fork(after_in_child=self._renew)
-
-    def _renew(self) -> None:
-        self._prefix = secrets.token_hex(8)
-        self._counter = itertools.count(1)
-
-    def next(self) -> str:
-        return f"{self._prefix}{next(self._counter):016x}"
-
-
-request_ids = RequestIds()
-
-
-def header_safe(text: str) -> str:
-    return quote(text, safe="/ -_.:@()+,;=")
 
 
 # -- the entry point ------------------------------------------------------------------------------
@@ -465,21 +263,19 @@ async def admit(call: Call, r, candidates: Sequence[UpstreamState]) -> None:
     project, token_id = call.project, call.token.token_id
     budgets = covering(call, candidates)
     prompt = call.prompt_tokens_estimate()
-    max_cost = 0
+    max_cost: int | None = 0
     if budgets:
+        # Only priced upstreams may serve a call under a hard budget (priced_only_under_budget);
+        # with none, admission refuses the call (max cost None: it cannot be held).
         most = call.request.max_prompt_tokens()  # a bound, not a guess: the reservation must cover the call
         costs = [u.cost_micro_usd(input_tokens=most, output_tokens=max_output_tokens(call)) for u in candidates]
-        if all(cost is None for cost in costs):
-            raise GatewayError(
-                403, "A hard budget covers this request but none of the route's upstreams has a price, so its "
-                "cost cannot be reserved; add a price for the model in the admin, or route it to a priced one.",
-                type="insufficient_quota", code="unpriced_under_budget",
-            )
-        max_cost = max(cost for cost in costs if cost is not None)
+        max_cost = max((cost for cost in costs if cost is not None), default=None)
     estimated_tokens = prompt + (call.request.max_output_tokens or 0)
-    result = await gateway_admission.admit(r, project=project, token_id=token_id, estimated_tokens=estimated_tokens,
-                                           budgets=budgets, max_cost_micro_usd=max_cost,
-                                           request_id=call.request_id, token_prefix=call.token.prefix)
+    call.budgeted = bool(budgets)
+    result = await gateway_admission.admit(
+        r, project=project, token_id=token_id, estimated_tokens=estimated_tokens, budgets=budgets,
+        max_cost_micro_usd=max_cost, request_id=call.request_id, token_prefix=call.token.prefix,
+    )
     if result.allowed:
         call.admission = result
         return
@@ -491,8 +287,7 @@ async def admit(call: Call, r, candidates: Sequence[UpstreamState]) -> None:
 
 def priced_only_under_budget(call: Call, candidates: list[UpstreamState]) -> list[UpstreamState]:
     """Under a hard budget, only upstreams whose cost was reserved may be called."""
-    reservation = call.admission.reservation if call.admission is not None else None
-    if reservation is None or not reservation.budgets:
+    if not call.budgeted:
         return candidates
     return [u for u in candidates if u.priced]
 
@@ -761,268 +556,3 @@ async def answer(call: Call, body: bytes, status: int, headers: Mapping[str, str
     return Response(body, status, headers={**headers, **call.headers()}, background=background)
 
 
-# -- streaming --------------------------------------------------------------------------------------
-
-
-class ProxyStream(Response):
-    """Forwards a committed upstream stream event by event, and notices the caller leaving."""
-
-    def __init__(self, call: Call, upstream: aiohttp.ClientResponse, reader: SSEReader, first: bytes,
-                 headers: dict[str, str]) -> None:
-        self.call, self.upstream, self.reader, self.first = call, upstream, reader, first
-        self.status_code = 200
-        self.background = None
-        self.init_headers(headers)
-
-    async def __call__(self, scope, receive, send) -> None:
-        call, task = self.call, asyncio.current_task()
-        watching = True
-
-        def caller_gone(watch: asyncio.Task) -> None:
-            # The caller went away while we forward: stop forwarding (cancel this task).
-            if watching and not watch.cancelled():
-                call.status, call.success = 499, False  # nginx's "client closed request"
-                task.cancel()
-
-        watch = asyncio.ensure_future(caller_left(receive))
-        watch.add_done_callback(caller_gone)
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            await self.pump(send)
-        except asyncio.CancelledError:
-            if call.status != 499:
-                raise  # the server's own cancellation (shutdown): not ours to swallow
-            task.uncancel()
-        except Exception:
-            logger.exception("Gateway stream %s failed", call.request_id)
-            call.status, call.success = 502, False
-        finally:
-            watching = False
-            watch.cancel()
-            self.upstream.close()  # stops the upstream's generation if it is still going
-            await finish(call)  # (already done when the stream ended normally)
-            await touch(call)
-
-    async def pump(self, send) -> None:
-        """Forward events as they come; the one that ends the stream waits until the call is
-        recorded (`finish`), so a caller never sees the end of a call that is not."""
-        call, stream = self.call, self.call.stream
-        keep = call.project.store_bodies
-        sent, broken, held = [], None, b""
-        if stream.done:
-            held = self.first  # the whole stream came before its content was committed
-        else:
-            sent = [self.first] if keep else []
-            await send({"type": "http.response.body", "body": self.first, "more_body": True})
-        while True:
-            waited_from = perf_counter()
-            try:
-                async with asyncio.timeout(settings.GATEWAY_READ_TIMEOUT_S):
-                    chunk = await self.upstream.content.readany()
-            except TimeoutError:
-                broken = "the upstream stopped sending (read timeout)"
-            except aiohttp.ClientError as error:
-                broken = f"the upstream broke off the stream: {error or type(error).__name__}"
-            finally:
-                call.upstream_wait += perf_counter() - waited_from
-            if broken or not chunk:
-                break
-            started = stream.content_started
-            data = b"".join([stream.take(event) for event in self.reader.feed(chunk)])
-            if not started and stream.content_started:
-                call.ttft_ms = (perf_counter() - call.started) * 1000
-            if stream.done:
-                held += data  # the end: it goes out once the call is recorded
-            elif data:
-                if keep:
-                    sent.append(data)
-                await send({"type": "http.response.body", "body": data, "more_body": True})
-        rest = self.reader.rest()
-        tail = held + (stream.take(rest) if rest is not None else b"")
-        if broken is None and not stream.ended:
-            broken = "the upstream ended the stream before its end"
-        if broken is not None or stream.error is not None:
-            call.status, call.success = 502, False
-            call.attempts.append(Attempt(call.upstream.label, 200, broken or f"error event: {stream.error}"))
-            if broken is not None:
-                tail += wire.mid_stream_error(call.endpoint, f"Upstream {call.upstream.label}: {broken}.")
-        else:
-            call.success, call.complete = True, True
-        if keep:
-            call.response_body = b"".join(sent) + tail
-        await finish(call)
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
-
-
-async def caller_left(receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-# -- after the response -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Counts:
-    input_tokens: int
-    output_tokens: int
-    cached_tokens: int
-    reasoning_tokens: int
-    source: str  # "provider" | "estimate"
-
-
-def final_counts(call: Call) -> Counts:
-    """The provider's counts when it sent them for the whole answer; else estimates (over the
-    prompt, and over the text received: a stream cut short reports no final usage)."""
-    usage = call.usage
-    text = call.stream.joined_text if call.stream is not None else call.text
-    cut_short = call.stream is not None and not call.stream.ended
-    estimated = False
-    input_tokens = usage.input_tokens
-    if input_tokens is None:
-        input_tokens, estimated = call.prompt_tokens_estimate(), True
-    output_tokens = usage.output_tokens
-    if output_tokens is None or cut_short:
-        guess = estimate_tokens(text)
-        output_tokens, estimated = max(output_tokens or 0, guess), True
-    cached = min(usage.cached_tokens or 0, input_tokens)
-    reasoning = min(usage.reasoning_tokens or 0, output_tokens)
-    return Counts(input_tokens, output_tokens, cached, reasoning, "estimate" if estimated else "provider")
-
-
-def _nothing_generated(call: Call) -> bool:
-    """An answer the upstream never produced (failed attempts, refusals): no tokens to count."""
-    return call.cache_hit is None and (call.status >= 400 and call.status != 499) and call.stream is None
-
-
-def build_event(call: Call, counts: Counts, *, upstream_label: str, provider: str, model: str) -> dict:
-    hit = call.cache_hit
-    saved = None
-    if hit is not None:
-        saved = str((Decimal(hit.cost_micro_usd) / MICRO).normalize()) if hit.cost_micro_usd is not None else None
-    event = {
-        "provider": provider, "model": model,
-        "input_tokens": counts.input_tokens, "output_tokens": counts.output_tokens,
-        "cached_tokens": counts.cached_tokens, "reasoning_tokens": counts.reasoning_tokens,
-        "latency_ms": round((perf_counter() - call.started) * 1000, 3),
-        "status_code": call.status, "success": call.success,
-        "timestamp": datetime.fromtimestamp(call.started_wall, UTC).isoformat(),
-        "tags": call.tags, "idempotency_key": f"gw-{call.request_id}", "source": "gateway",
-        "ttft_ms": round(call.ttft_ms, 3) if call.ttft_ms is not None else None,
-        "streamed": bool(call.request and call.request.stream), "endpoint": call.endpoint,
-        "end_user": call.request.end_user if call.request else "", "route": call.route.name if call.route else "",
-        "upstream": upstream_label, "cache_hit": hit is not None, "saved_usd": saved,
-        "token_count_source": counts.source,
-        "attempts": [{"upstream": a.upstream, "status_code": a.status_code, "error": a.error} for a in call.attempts],
-        "overhead_ms": round(call.overhead_ms(), 3),
-    }
-    if hit is not None:
-        event["cost_usd"] = "0"
-    return event
-
-
-def _truncated(data: bytes, limit: int) -> tuple[str, bool]:
-    return data[:limit].decode("utf-8", "replace"), len(data) > limit
-
-
-def bodies_of(call: Call) -> dict | None:
-    project = call.project
-    if not project.store_bodies:
-        return None
-    request, cut_request = _truncated(call.request_body, project.body_max_bytes)
-    response, cut_response = _truncated(call.response_body, project.body_max_bytes)
-    return {"request": request, "response": response, "truncated": cut_request or cut_response,
-            "retention_days": project.body_retention_days}
-
-
-async def finish(call: Call) -> None:
-    """Settle and record the call, and cache a cacheable miss: once per call, before its
-    response ends, never raising (a failure here must not cost the caller its answer)."""
-    if call.finished:
-        return
-    call.finished = True
-    r = gateway.redis()
-    cached, recorded = await asyncio.gather(store_in_cache(call, r), settle_and_record(call, r), return_exceptions=True)
-    for outcome, what in ((cached, "Caching the answer of"), (recorded, "Recording")):
-        if isinstance(outcome, BaseException):
-            logger.error("%s gateway call %s failed", what, call.request_id, exc_info=outcome)
-
-
-async def touch(call: Call) -> None:
-    """After the response: the token's last_used_at (at most once a minute per token)."""
-    try:
-        await gateway.last_used.touch(gateway.redis(), call.token.token_id)
-    except Exception:
-        logger.exception("Touching the token of gateway call %s failed", call.request_id)
-
-
-async def settle_and_record(call: Call, r) -> None:
-    recorded = call.upstream is not None or call.cache_hit is not None
-    if not recorded and call.admission is None:
-        return
-    upstream = call.upstream
-    if upstream is not None and call.stream is not None and call.status == 502:
-        gateway.forget_breaker(upstream)
-        await breaker.record_failure(gateway.scripts(r), upstream.connection_id, upstream.model,
-                                     "the stream broke after it started", time.time())
-    counts = Counts(0, 0, 0, 0, "provider") if _nothing_generated(call) else final_counts(call)
-    cost = 0
-    if upstream is not None and call.cache_hit is None:
-        cost = upstream.cost_micro_usd(input_tokens=counts.input_tokens, output_tokens=counts.output_tokens,
-                                       cached_tokens=counts.cached_tokens) or 0
-    # From here to the await, nothing yields: every command lands in the same batch.
-    pipe, sent = gateway.batch.join(r)
-    charges = {}
-    if call.admission is not None:
-        charges = gateway_admission.settle(call.admission, actual_tokens=counts.input_tokens + counts.output_tokens,
-                                           actual_cost_micro_usd=cost, pipeline=pipe)
-    if recorded:
-        recorder.add_to_pipeline(pipe, record_of(call, counts, charges))
-    if upstream is not None and call.success and call.cache_hit is None:
-        if not call.breakers.get(routing.upstream_id(upstream), Breaker()).healthy:
-            gateway.forget_breaker(upstream)
-            breaker.queue_success(pipe, upstream.connection_id, upstream.model, time.time())
-        if call.stream is not None and call.ttft_ms is not None:
-            breaker.queue_ttft(pipe, upstream.connection_id, upstream.model, call.ttft_ms)
-    await sent
-    if call.cache_key is not None:
-        outcome = "hit" if call.cache_hit is not None else "miss"
-        saved = call.cache_hit.cost_micro_usd if call.cache_hit is not None else 0
-        await gateway_cache.count(r, call.project.project_id, outcome, saved or 0)
-
-
-def record_of(call: Call, counts: Counts, charges: dict[int, int]) -> recorder.CallRecord:
-    hit, upstream = call.cache_hit, call.upstream
-    if hit is not None:
-        label, provider, model = hit.upstream, hit.provider, hit.model
-    else:
-        label, provider, model = upstream.label, upstream.provider, upstream.model
-    return recorder.CallRecord(
-        project_id=call.project.project_id, token_id=call.token.token_id,
-        event=build_event(call, counts, upstream_label=label, provider=provider, model=model),
-        bodies=bodies_of(call), request_id=call.request_id, budget_charges=charges,
-    )
-
-
-async def store_in_cache(call: Call, r) -> None:
-    if call.cache_key is None or call.cache_hit is not None or not call.success or not call.complete:
-        return
-    upstream = call.upstream
-    if call.stream is not None:
-        if call.endpoint == MESSAGES:
-            answer = gateway_cache.assemble_anthropic_stream(call.stream.chunks)
-        else:
-            answer = gateway_cache.assemble_openai_stream(call.stream.chunks)
-    else:
-        answer = call.answer
-    if answer is None:
-        return
-    counts = final_counts(call)
-    cost = upstream.cost_micro_usd(input_tokens=counts.input_tokens, output_tokens=counts.output_tokens,
-                                   cached_tokens=counts.cached_tokens)
-    usage = {"input_tokens": counts.input_tokens, "output_tokens": counts.output_tokens,
-             "cached_tokens": counts.cached_tokens, "reasoning_tokens": counts.reasoning_tokens}
-    await gateway_cache.store(r, call.cache_key, gateway_cache.CachedAnswer(
-        endpoint=call.endpoint, body=answer, upstream=upstream.label, provider=upstream.provider,
-        model=upstream.model, usage=usage, cost_micro_usd=cost or 0,
-    ), call.project.cache_ttl_seconds)

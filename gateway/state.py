@@ -336,21 +336,22 @@ def _limits(project: Project) -> tuple[LimitSpec | None, dict[int, LimitSpec]]:
 
 
 def _hard_budgets(project: Project, now: datetime) -> tuple[BudgetState, ...]:
-    """The enabled hard budgets covering the project, as of now. `admission.budget_state` also
-    brings each budget's Redis ledger up to date with the DB's spend (exactly: see admission)."""
+    """The hard budgets covering the project, as admission (gateway/admission.py) builds their
+    state: amounts at today's exchange rate, the DB spend of the current period (refreshing
+    admission's ledger on the way)."""
     from alerts.models import Budget
     from costs.currency import Rates
 
-    from .admission import budget_state
+    from . import admission  # it imports this module: not at the top
 
     budgets = list(
         Budget.objects.enabled().filter(enforcement=Budget.Enforcement.HARD).covering(project)
-        .select_related("api_token", "organization", "project")
+        .select_related("api_token", "organization")
     )
     if not budgets:
         return ()
     rates = Rates.latest()
-    return tuple(budget_state(budget, now=now, rates=rates) for budget in budgets)
+    return tuple(admission.budget_state(budget, now=now, rates=rates) for budget in budgets)
 
 
 def build_project_state(project_id: int, now: datetime | None = None) -> ProjectState | None:
@@ -450,7 +451,7 @@ def _generation(raw: bytes | None) -> int:
 
 
 class StateStore:
-    """One per process (gateway.proxy holds it); safe for one event loop."""
+    """One per process (gateway.process holds it); safe for one event loop."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.local = _LocalCache(clock)

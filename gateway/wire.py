@@ -43,6 +43,7 @@ GEMINI = "gemini"
 
 MAX_OUTPUT_TOKENS = 2**31 - 1  # larger is nobody's real limit, only a way to overflow estimates
 MAX_END_USER = 256
+MAX_DEPTH = 64  # nesting of arrays and objects in a request body (real requests: under 10)
 MESSAGE_FRAMING_TOKENS = 8  # role and separator tokens per message, generously
 
 
@@ -98,7 +99,9 @@ def _texts(node: Any) -> Iterator[str]:
 
 def parse_json_object(raw: bytes) -> dict:
     """The request body as a JSON object, or a 400 saying what is wrong with it. orjson refuses
-    bytes that are not UTF-8, lone surrogates and nesting past its recursion limit."""
+    bytes that are not UTF-8, lone surrogates and nesting past 1024 levels; deeper than
+    MAX_DEPTH is refused here, so no code after this (which may walk the body recursively)
+    meets Python's recursion limit."""
     if not raw:
         raise bad_request("The request body is empty; send a JSON object.")
     try:
@@ -107,7 +110,23 @@ def parse_json_object(raw: bytes) -> dict:
         raise bad_request(f"The request body is not valid JSON in UTF-8: {error}.") from None
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and nested_deeper_than(body, MAX_DEPTH):
+        raise bad_request(f"The request body is nested more than {MAX_DEPTH} levels deep.")
     return body
+
+
+def nested_deeper_than(value: object, limit: int) -> bool:
+    """Whether arrays and objects nest more than `limit` levels (iteratively: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values() if isinstance(child, dict | list))
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node if isinstance(child, dict | list))
+    return False
 
 
 def _is_int(value: object) -> bool:

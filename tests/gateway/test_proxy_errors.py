@@ -214,6 +214,8 @@ HOSTILE = {
     "a huge exponent": b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "temperature": 1e99999}',
     "user an object": b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "user": {"id": 1}}',
     "deeply nested": ('{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": ' + DEEP + "}]}").encode(),
+    "nested past Python's recursion limit, within orjson's": (
+        '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": ' + "[" * 1000 + "]" * 1000 + "}]}").encode(),
     "NaN": b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}',
 }
 
@@ -254,3 +256,22 @@ def test_a_bad_cache_header_is_a_400(openai_client):
     with pytest.raises(openai.BadRequestError) as raised:
         openai_client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, extra_headers={"x-pulse-cache": "maybe"})
     assert error_of(raised.value)["param"] == "x-pulse-cache"
+
+
+def test_under_a_hard_budget_only_priced_upstreams_serve_and_an_unpriced_route_is_refused(
+        gateway_world, openai_client, simulator):
+    from alerts.models import Budget
+
+    Budget.objects.create(organization=gateway_world.org, project=gateway_world.project, name="roomy",
+                          amount="100", enforcement=Budget.Enforcement.HARD)
+    conn = gateway_world.openai_connection
+    gateway_world.route("mixed", [(conn, "sim-instant"), (conn, "sim-fast")])  # sim-instant has no price
+    gateway_world.route("unpriced", [(conn, "sim-instant")])
+
+    raw = openai_client.chat.completions.with_raw_response.create(model="mixed", messages=[{"role": "user", "content": "hi"}])
+    assert raw.headers["x-pulse-upstream"] == "sim-openai/sim-fast"
+
+    with pytest.raises(openai.RateLimitError) as raised:
+        openai_client.chat.completions.create(model="unpriced", messages=[{"role": "user", "content": "hi"}])
+    assert error_of(raised.value)["type"] == "insufficient_quota"
+    assert [r["model"] for r in simulator.requests()] == ["sim-fast"]

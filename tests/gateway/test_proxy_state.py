@@ -18,7 +18,7 @@ from accounts.models import ApiToken
 from gateway import recorder, state
 from gateway import redis as gateway_redis
 from gateway.models import Connection, RouteUpstream
-from gateway.proxy import gateway
+from gateway.process import gateway
 
 HELLO = [{"role": "user", "content": "hello"}]
 
