@@ -77,7 +77,8 @@ LITELLM_VENV = VAR / "litellm-venv"
 LITELLM_KEY = "sk-bench-litellm-master"
 
 UPSTREAM_KEY = "sk-bench-upstream"
-UPSTREAM_MODEL = "gpt-4o-mini"  # priced in Pulse's catalog, so the consumer prices each call
+UPSTREAM_MODEL = "gpt-4o-mini"
+BENCH_PROVIDER = "pulse-bench"  # calls are priced under it (a catalog price the bench adds)
 ROUTE_MODEL = "bench-chat"  # what clients of either proxy ask for
 PROMPT = "Say hello to the bench."
 
@@ -189,6 +190,25 @@ class Target:
     api_key: str
     model: str
     kind: str  # "straight" | "pulse" | "litellm"
+    session: int = 0  # the server's session id (its leader's pid): whose CPU time is counted
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def session_cpu_seconds(session: int) -> float:
+    """User + system CPU time of every live process in a session (a server and its workers).
+    Less sensitive to other load on the machine than latency: what one call costs the proxy."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        # After the command: state ppid pgrp session … utime(12) stime(13) (0-based from state).
+        if int(fields[3]) == session:
+            total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
 
 
 @dataclass
@@ -278,7 +298,7 @@ def start_litellm(procs: Processes, args: argparse.Namespace, upstream_url: str)
                                       "--num_workers", str(args.workers), "--log_config", str(log_config)],
                           env=env, log=log)
     wait_http(f"http://127.0.0.1:{port}/health/liveliness", process, "LiteLLM's proxy", log=log)
-    return Target("litellm", f"http://127.0.0.1:{port}/v1", LITELLM_KEY, ROUTE_MODEL, "litellm")
+    return Target("litellm", f"http://127.0.0.1:{port}/v1", LITELLM_KEY, ROUTE_MODEL, "litellm", process.pid)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,8 +337,16 @@ class Pulse:
         subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=self.env(), check=True)
         limit = 10**9  # far above anything the bench sends: every call is counted, none refused
         script = f"""
+from datetime import timedelta
+from decimal import Decimal
+from django.utils import timezone
 from accounts.models import ApiToken, Organization, User
+from benchmarks.models import Model, Price, Provider
 from gateway.models import Connection, GatewaySettings, RateLimit, Route, RouteUpstream
+provider = Provider.objects.create(name={BENCH_PROVIDER!r}, kind="openai_compatible", base_url="http://127.0.0.1/",
+    genai_prices_id={BENCH_PROVIDER!r})
+Price.objects.create(model=Model.objects.create(provider=provider, name={UPSTREAM_MODEL!r}), source=Price.Source.ADMIN,
+    valid_from=timezone.now() - timedelta(days=1), input_mtok=Decimal("0.15"), output_mtok=Decimal("0.60"))
 user = User.objects.create_user(email="bench@example.com", password="bench-not-a-login")
 org = Organization.create_for_owner(user, name="Bench", project_name="Gateway bench")
 org.allow_private_egress = True  # the upstream is on 127.0.0.1
@@ -326,7 +354,7 @@ org.save()
 project = org.projects.get()
 token, raw = ApiToken.issue(project=project, name="bench", scopes=["gateway"], by=user)
 connection = Connection.objects.create(organization=org, name="bench-upstream", kind="openai_compatible",
-    provider="openai", base_url={self.upstream_url!r}, api_key={UPSTREAM_KEY!r}, created_by=user)
+    provider={BENCH_PROVIDER!r}, base_url={self.upstream_url!r}, api_key={UPSTREAM_KEY!r}, created_by=user)
 route = Route.objects.create(project=project, name={ROUTE_MODEL!r})
 RouteUpstream.objects.create(route=route, connection=connection, model={UPSTREAM_MODEL!r})
 settings_ = GatewaySettings.of(project)
@@ -352,7 +380,8 @@ print(raw, project.id)
                     "--log-level", "warning"]
         if server == "granian":
             return [PYTHON, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
-                    "--workers", workers, "--loop", "uvloop", "--log-level", "warning", "config.asgi:application"]
+                    "--workers", workers, "--loop", "uvloop", "--http", "1", "--no-access-log",
+                    "--log-level", "warning", "config.asgi:application"]
         raise SystemExit(f"unknown ASGI server {server!r} (uvicorn or granian)")
 
     def start_server(self, server: str) -> Target:
@@ -361,7 +390,7 @@ print(raw, project.id)
         process = self.procs.start(f"pulse-{server}", self.server_command(server, port), env=self.env(), log=log)
         wait_http(f"http://127.0.0.1:{port}/v1/models", process, f"Pulse's gateway under {server}", log=log,
                   headers={"Authorization": f"Bearer {self.token}"})
-        return Target(f"pulse/{server}", f"http://127.0.0.1:{port}/v1", self.token, ROUTE_MODEL, "pulse")
+        return Target(f"pulse/{server}", f"http://127.0.0.1:{port}/v1", self.token, ROUTE_MODEL, "pulse", process.pid)
 
     def recorded(self) -> tuple[int, int]:
         """(CostEvents from the gateway, distinct idempotency keys) in the bench database."""
@@ -375,11 +404,15 @@ print(raw, project.id)
         return row[0], row[1]
 
     def wait_recorded(self, expected: int, timeout: float = 120) -> tuple[int, int]:
+        """Waits while the consumer drains the stream (and is alive), up to `timeout`."""
         deadline = time.monotonic() + timeout
         counts = self.recorded()
-        while counts[0] < expected and time.monotonic() < deadline:
+        while counts[0] < expected and time.monotonic() < deadline and self.consumer.poll() is None:
             time.sleep(0.5)
             counts = self.recorded()
+        if self.consumer.poll() is not None:
+            log = (VAR / "pulse-consumer.log").read_text(errors="replace")[-2000:]
+            print(f"\nThe gateway consumer exited with {self.consumer.returncode}:\n{log}")
         return counts
 
     def cleanup(self, keep: bool) -> None:
@@ -419,6 +452,7 @@ class Cell:
     self_reported: list[float] = field(default_factory=list)  # x-pulse-overhead-ms
     errors: int = 0
     elapsed: float = 0.0  # s, sum over the measured rounds
+    cpu: float = 0.0  # s of CPU the target's server processes used during the measured rounds
     first_error: str = ""
 
     @property
@@ -428,6 +462,10 @@ class Cell:
     @property
     def rps(self) -> float:
         return self.requests / self.elapsed if self.elapsed else 0.0
+
+    @property
+    def cpu_ms_per_call(self) -> float:
+        return self.cpu * 1000 / self.requests if self.requests else float("nan")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -505,9 +543,12 @@ class Load:
                 remaining -= 1
                 await self.one(session, url, headers, body, stream, cell)
 
+        cpu = session_cpu_seconds(target.session) if target.session else 0.0
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
         cell.elapsed += time.perf_counter() - started
+        if target.session:
+            cell.cpu += session_cpu_seconds(target.session) - cpu
 
 
 async def measure(targets: list[Target], args: argparse.Namespace) -> tuple[dict[tuple[str, bool, int], Cell], dict[str, Cell]]:
@@ -555,7 +596,7 @@ async def measure(targets: list[Target], args: argparse.Namespace) -> tuple[dict
 def report(targets: list[Target], cells: dict[tuple[str, bool, int], Cell], args: argparse.Namespace) -> list[tuple[bool, str]]:
     straight = next(t for t in targets if t.kind == "straight")
     print()
-    head = (f"{'clients':>7} {'mode':<6} {'target':<15} {'n':>6} {'err':>4} {'rps':>8}  "
+    head = (f"{'clients':>7} {'mode':<6} {'target':<15} {'n':>6} {'err':>4} {'rps':>8} {'CPU/call':>8}  "
             f"{'TTFT p50':>8} {'p95':>7}  {'total p50':>9} {'p95':>7}  "
             f"{'overhead TTFT p50':>17} {'p95':>7}  {'total p50':>9} {'p95':>7}  {'self p50':>8}")
     print(head)
@@ -575,11 +616,12 @@ def report(targets: list[Target], cells: dict[tuple[str, bool, int], Cell], args
                         f"{row['ttft50']:>17.2f} {row['ttft95']:>7.2f}  {row['total50']:>9.2f} {row['total95']:>7.2f}")
                 self_p50 = f"{pct(cell.self_reported, 0.5):>8.2f}" if cell.self_reported else ""
                 print(f"{clients:>7} {'stream' if stream else 'json':<6} {target.name:<15} {cell.requests:>6} {cell.errors:>4} "
-                      f"{cell.rps:>8.0f}  {pct(cell.ttft, 0.5):>8.2f} {pct(cell.ttft, 0.95):>7.2f}  "
+                      f"{cell.rps:>8.0f} {cell.cpu_ms_per_call:>8.2f}  {pct(cell.ttft, 0.5):>8.2f} {pct(cell.ttft, 0.95):>7.2f}  "
                       f"{pct(cell.total, 0.5):>9.2f} {pct(cell.total, 0.95):>7.2f}  {over:<44}  {self_p50}")
             print()
     print("Times in ms. overhead = this target - straight, same percentile, clients and mode. "
-          "self = Pulse's own x-pulse-overhead-ms.")
+          "self = Pulse's own x-pulse-overhead-ms.\nCPU/call = CPU ms the target's own server processes "
+          "used per call (straight: the upstream's; a proxy: its own, without the upstream).")
     for (name, stream, clients), cell in sorted(cells.items()):
         if cell.errors:
             print(f"  {name} {'stream' if stream else 'json'} @{clients}: {cell.errors} failed calls, first: {cell.first_error}")
@@ -658,7 +700,7 @@ def main() -> int:
         upstream_url = f"http://127.0.0.1:{upstream_port}/v1"
         wait_http(f"{upstream_url}/models", upstream_process, "the bench upstream",
                   headers={"Authorization": f"Bearer {UPSTREAM_KEY}"})
-        targets = [Target("straight", upstream_url, UPSTREAM_KEY, UPSTREAM_MODEL, "straight")]
+        targets = [Target("straight", upstream_url, UPSTREAM_KEY, UPSTREAM_MODEL, "straight", upstream_process.pid)]
         if not args.no_pulse:
             if Pulse.available():
                 pulse = Pulse(procs, args, upstream_url)
