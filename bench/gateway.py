@@ -14,14 +14,17 @@ What runs, all on this machine (loopback only; every loop is bounded in count an
   (Pulse's simulator stamps, logs and paces every chunk).
 - straight: the load generator calls the upstream directly. This is the baseline.
 - pulse: Pulse's gateway started the way production runs it (`config.asgi:application` under
-  uvicorn with uvloop + httptools and one worker per core, or granian), against a throwaway
+  granian with one worker per core, as in docker-compose.yml; `--servers uvicorn,granian` adds
+  uvicorn with uvloop + httptools, the measurement granian was chosen by), against a throwaway
   PostgreSQL database and its own Redis key prefix, with a project, a gateway token, a
   connection to the upstream, a route, a project rate limit far above what the bench sends
   (so every call goes through the atomic limit step without being refused), and the call
   recording on: every call goes to the Redis stream and `manage.py gateway_consumer` writes it
   to PostgreSQL while the load runs. The response cache is off (a hit never reaches the
-  upstream, which would flatter the gateway). At the end the bench checks that the database
-  holds exactly one CostEvent per successful call through Pulse.
+  upstream, which would flatter the gateway). `--hard-budget` adds a hard monthly budget of
+  $1,000,000 on the project, so every call also reserves its maximum cost and settles it. At the
+  end the bench checks that the database holds exactly one CostEvent per successful call
+  through Pulse.
 - litellm: LiteLLM's proxy (`litellm[proxy]`, LITELLM_VERSION below) installed by this script
   into its own virtualenv (var/bench/litellm-venv), one model pointing at the same upstream,
   the same number of uvicorn workers (with uvloop, and httptools installed so it gets the same
@@ -362,6 +365,10 @@ settings_.cache_enabled = False
 settings_.save()
 RateLimit.objects.create(project=project, requests_per_minute={limit}, tokens_per_minute={limit},
     requests_per_day={limit}, tokens_per_day={limit})
+if {self.args.hard_budget!r}:
+    from alerts.models import Budget
+    Budget.objects.create(organization=org, project=project, name="Bench hard budget", amount=Decimal("1000000"),
+        period="month", enforcement="hard", created_by=user)
 print(raw, project.id)
 """
         out = subprocess.run([PYTHON, "manage.py", "shell", "-c", script], cwd=ROOT, env=self.env(), check=True,
@@ -379,9 +386,10 @@ print(raw, project.id)
                     "--workers", workers, "--loop", "uvloop", "--http", "httptools", "--no-access-log",
                     "--log-level", "warning"]
         if server == "granian":
+            # As docker-compose.yml runs it.
             return [PYTHON, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
                     "--workers", workers, "--loop", "uvloop", "--http", "1", "--no-access-log",
-                    "--log-level", "warning", "config.asgi:application"]
+                    "--respawn-failed-workers", "--log-level", "warning", "config.asgi:application"]
         raise SystemExit(f"unknown ASGI server {server!r} (uvicorn or granian)")
 
     def start_server(self, server: str) -> Target:
@@ -674,7 +682,10 @@ def main() -> int:
                         help="measured requests per target and mode at 1 client (x4 at 16, x6 at 64 clients)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds the requests are split into")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes of each proxy")
-    parser.add_argument("--servers", default="uvicorn", help="ASGI servers to run Pulse under: uvicorn, granian or both")
+    parser.add_argument("--servers", default="granian",
+                        help="ASGI servers to run Pulse under, comma-separated: granian (production), uvicorn")
+    parser.add_argument("--hard-budget", action="store_true",
+                        help="a hard budget (never reached) on Pulse's project: every call reserves and settles")
     parser.add_argument("--litellm-version", default=LITELLM_VERSION)
     parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM out (no install)")
     parser.add_argument("--no-pulse", action="store_true", help="leave Pulse's gateway out")
