@@ -583,8 +583,13 @@ async def measure(targets: list[Target], args: argparse.Namespace) -> tuple[dict
                     )
                     cells[(target.name, stream, clients)] = Cell()
                     # Warm-up: connections opened, caches filled, the proxy's pools at size.
-                    await load.run(sessions[target.name], target, stream, clients, max(50, clients * 4),
-                                   warmups[target.name])
+                    warm = Cell()
+                    await load.run(sessions[target.name], target, stream, clients, max(50, clients * 4), warm)
+                    if not warm.requests:
+                        raise SystemExit(f"{target.name} failed every warm-up call ({label}): {warm.first_error}\n"
+                                         f"(its log is in {VAR.relative_to(ROOT)}/)")
+                    warmups[target.name].total += warm.total
+                    warmups[target.name].errors += warm.errors
                 for _ in range(args.rounds):
                     rng.shuffle(order)
                     for target in order:
@@ -738,7 +743,7 @@ def main() -> int:
             failed += sum(warmups[name].errors for name in ours)
             expected = sent + warm
             events, distinct = pulse.wait_recorded(expected)
-            verdicts.append((events == expected and distinct == events,
+            verdicts.append((expected > 0 and events == expected and distinct == events,
                              f"recording: {events:,} CostEvents for {expected:,} successful calls through Pulse "
                              f"(incl. {warm:,} warm-up; {failed} failed), {distinct:,} distinct"))
         print("\nVerdict")
