@@ -674,6 +674,15 @@ def report(targets: list[Target], cells: dict[tuple[str, bool, int], Cell], args
                 ratio = ours_rps / theirs_rps if theirs_rps else float("inf")
                 verdict(ratio >= TARGET_RATIO, f"{pulse.name} vs litellm, {clients} client{'s' if clients > 1 else ''}, {mode}: "
                         f"{ours_rps:,.0f} vs {theirs_rps:,.0f} requests/s = {ratio:.1f}x (>= {TARGET_RATIO:g}x)")
+    servers = [t for t in targets if t.kind == "pulse"]
+    if len(servers) > 1:
+        print("\nASGI servers side by side (Pulse's overhead p50, total time; requests/s; CPU ms per call):")
+        for clients in args.clients:
+            for stream in (False, True):
+                parts = [f"{t.name.split('/')[-1]} {overhead[(t.name, stream, clients)]['total50']:.2f} ms, "
+                         f"{cells[(t.name, stream, clients)].rps:,.0f}/s, {cells[(t.name, stream, clients)].cpu_ms_per_call:.2f}"
+                         for t in servers]
+                print(f"  {clients:>2} client{'s' if clients > 1 else ' '} {'stream' if stream else 'json  '}  " + "  |  ".join(parts))
     return verdicts
 
 
