@@ -32,6 +32,7 @@ run: install
 	$(BIN)/python manage.py seed_costs_demo
 	$(BIN)/python manage.py seed_benchmark_demo
 	$(BIN)/python manage.py seed_alerts_demo
+	$(BIN)/python manage.py seed_gateway_demo
 	@echo "Pulse is starting on http://127.0.0.1:$(PULSE_PORT)/ (web, worker, beat, simulator; Ctrl-C stops all)"
 	@echo "The gateway (OpenAI-compatible, base_url) is http://127.0.0.1:$(PULSE_GATEWAY_PORT)/v1"
 	$(BIN)/honcho start -f Procfile.dev

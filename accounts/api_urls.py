@@ -19,5 +19,6 @@ urlpatterns = [
     path("benchmarks/", include("benchmarks.api_urls")),
     path("", include("costs.api_urls")),
     path("", include("alerts.api_urls")),
+    path("gateway/", include("gateway.api_urls")),
     *router.urls,
 ]

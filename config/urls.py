@@ -22,6 +22,7 @@ urlpatterns = [
     path("", include("alerts.urls")),
     path("", include("benchmarks.urls")),
     path("", include("costs.urls")),
+    path("", include("gateway.urls")),
     path("", include("accounts.urls")),
 ]
 

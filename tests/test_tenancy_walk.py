@@ -44,6 +44,8 @@ from alerts.models import Alert, AlertRule, Budget, Delivery, Webhook
 from benchmarks.models import BenchmarkResult, ProviderKind, Run, Target
 from costs.ingestion import ingest
 from costs.models import CostEvent
+from gateway.models import Connection, GatewaySettings, RateLimit, RouteUpstream, UpstreamSpec
+from gateway.models import Route as GatewayRoute
 from tests.conftest import Personas, client_as
 
 pytestmark = pytest.mark.django_db
@@ -163,6 +165,15 @@ COLLECTIONS = {
     "alert-rule-list": Aim(body={"organization": "{org}", "name": "Hijacked", "target": "{target}", "metric": "ttft_p95_ms", "threshold": 1}),
     "webhook-list": Aim(body={"organization": "{org}", "name": "Hijacked", "url": "https://hooks.example/x"}),
     "alert-list": Aim(),
+    "gateway-connection-list": Aim(body={
+        "organization": "{org}", "name": "Hijacked", "kind": "openai_compatible", "provider": "openai",
+        "base_url": "https://llm.example/v1",
+    }),
+    "gateway-route-list": Aim(query="project={project}", body={
+        "project": "{project}", "name": "hijacked", "upstreams": [{"connection": "{connection}", "model": "m"}],
+    }),
+    "gateway-limit-list": Aim(query="project={project}", body={"project": "{project}", "requests_per_minute": 5}),
+    "gateway-models": Aim(query="project={project}"),
 }
 
 # Page arguments name their kind; the API router's `uuid` is the object of the viewset's model.
@@ -170,7 +181,8 @@ KWARG_KINDS: dict[str, type[models.Model]] = {
     "organization_uuid": Organization, "project_uuid": Project, "token_uuid": ApiToken,
     "membership_uuid": Membership, "invitation_uuid": Invitation, "alert_uuid": Alert,
     "budget_uuid": Budget, "rule_uuid": AlertRule, "webhook_uuid": Webhook, "target_uuid": Target,
-    "run_uuid": Run, "event_uuid": CostEvent,
+    "run_uuid": Run, "event_uuid": CostEvent, "connection_uuid": Connection, "route_uuid": GatewayRoute,
+    "limit_uuid": RateLimit,
 }
 
 
@@ -237,10 +249,13 @@ class Victim:
 
     def ids(self, missing: bool = False) -> dict[str, str]:
         if missing:
-            return {"org": str(uuid.uuid4()), "project": str(uuid.uuid4()), "target": str(uuid.uuid4())}
+            return {
+                "org": str(uuid.uuid4()), "project": str(uuid.uuid4()), "target": str(uuid.uuid4()),
+                "connection": str(uuid.uuid4()),
+            }
         return {
             "org": str(self.objects[Organization].uuid), "project": str(self.objects[Project].uuid),
-            "target": str(self.objects[Target].uuid),
+            "target": str(self.objects[Target].uuid), "connection": str(self.objects[Connection].uuid),
         }
 
 
@@ -290,14 +305,25 @@ def victim(personas: Personas) -> Victim:
         period_start=timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0) - timedelta(days=0),
     )
     delivery = Delivery.objects.create(alert=alert, channel=Delivery.Channel.WEBHOOK, webhook=webhook)
+    connection = Connection(
+        organization=org, name="Zyx connection", kind=ProviderKind.OPENAI_COMPATIBLE, provider="openai",
+        base_url="https://llm.acme.example/v1",
+    )
+    connection.api_key = "sk-zyx-secret"
+    connection.save()
+    gateway_route = GatewayRoute.objects.create(project=project, name="zyx-route")
+    gateway_route.replace_upstreams([UpstreamSpec(connection, "zyx-model")])
+    limit = RateLimit.objects.create(project=project, requests_per_minute=60)
+    gateway_settings = GatewaySettings.of(project)
     # Someone else's membership: a viewer may leave, but not remove or promote others.
     membership = Membership.objects.get(organization=org, user=personas.member)
     objects = {
         Organization: org, Project: project, Membership: membership, Invitation: invitation, ApiToken: token,
         Target: target, Run: run, BenchmarkResult: result, CostEvent: event, Budget: budget, AlertRule: rule,
-        Webhook: webhook, Alert: alert, Delivery: delivery,
+        Webhook: webhook, Alert: alert, Delivery: delivery, Connection: connection, GatewayRoute: gateway_route,
+        RouteUpstream: gateway_route.upstreams.get(), RateLimit: limit, GatewaySettings: gateway_settings,
     }
-    markers = ["Acme", "Zyx", "@a.example", *(str(obj.uuid) for obj in objects.values())]
+    markers = ["Acme", "Zyx", "zyx", "@a.example", *(str(obj.uuid) for obj in objects.values() if hasattr(obj, "uuid"))]
     return Victim(personas=personas, objects=objects, markers=markers)
 
 
@@ -517,13 +543,13 @@ def test_a_pattern_the_walk_cannot_fill_fails_with_what_to_add():
     def view(request):  # pragma: no cover - never called
         raise AssertionError
 
-    new_list = Route("api/v1/gateway/routes", path("gateway/routes", view, name="gateway-routes"), "api/v1/")
-    new_detail = Route("api/v1/gateway/<uuid:route_uuid>", path("gateway/<uuid:route_uuid>", view, name="gateway-route"), "api/v1/")
+    new_list = Route("api/v1/gadgets", path("gadgets", view, name="gadget-list"), "api/v1/")
+    new_detail = Route("api/v1/gadgets/<uuid:gadget_uuid>", path("gadgets/<uuid:gadget_uuid>", view, name="gadget"), "api/v1/")
 
     with pytest.raises(pytest.fail.Exception, match="add it to COLLECTIONS"):
         classify(new_list)
     with pytest.raises(pytest.fail.Exception, match="Add the argument's model to KWARG_KINDS"):
-        kind_of(new_detail, "route_uuid")
+        kind_of(new_detail, "gadget_uuid")
 
 
 # What a token with only the `gateway` scope reads: a budget's status (a gateway checks `blocked`

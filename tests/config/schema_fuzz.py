@@ -26,12 +26,13 @@ COLLECTION_OF_UUID = {
     "organizations": "organization", "projects": "project", "members": "member", "invitations": "invitation",
     "tokens": "token", "providers": "provider", "models": "model", "targets": "target", "runs": "run",
     "results": "result", "events": "event", "budgets": "budget", "alert-rules": "alert_rule",
-    "webhooks": "webhook", "alerts": "alert",
+    "webhooks": "webhook", "alerts": "alert", "connections": "connection", "routes": "route", "limits": "limit",
 }
 # Body and query fields that name another object by uuid.
 REFERENCE_FIELDS = {
     "organization": "organization", "project": "project", "api_token": "token", "target": "target",
     "catalog_model": "model", "provider": "provider", "model": "model", "budget": "budget", "rule": "alert_rule",
+    "connection": "connection",
 }
 
 
@@ -53,6 +54,9 @@ class Seeded:
     alert_rule: str
     webhook: str
     alert: str
+    connection: str
+    route: str
+    limit: str
 
 
 # Filled by seed() (or from PULSE_FUZZ_SEEDED for the CLI); read by the hooks below.
@@ -72,6 +76,7 @@ def seed() -> Seeded:
     from benchmarks.models import BenchmarkResult, Model, Price, Provider, ProviderKind, Run, Target
     from costs.ingestion import ingest
     from costs.models import CostEvent
+    from gateway.models import Connection, RateLimit, Route, UpstreamSpec
     from tests.conftest import make_user
 
     owner = make_user("fuzz-owner@fuzz.example")
@@ -133,12 +138,23 @@ def seed() -> Seeded:
     )
     alert = notify.send_test_alert(organization, by_name="fuzz", webhook=webhook)
 
+    connection = Connection(
+        organization=organization, name="Fuzz OpenAI", kind=ProviderKind.OPENAI_COMPATIBLE, provider="openai",
+        base_url="https://api.openai.com/v1",
+    )
+    connection.api_key = "sk-fuzz-secret"
+    connection.save()
+    route = Route.objects.create(project=project, name="fast-chat", strategy=Route.Strategy.FASTEST)
+    route.replace_upstreams([UpstreamSpec(connection, "gpt-4o-mini"), UpstreamSpec(connection, "gpt-4o", 3)])
+    limit = RateLimit.objects.create(project=project, api_token=token, requests_per_minute=60, tokens_per_day=10**6)
+
     seeded = Seeded(
         raw_token=raw_token, organization=str(organization.uuid), project=str(project.uuid),
         member=str(member.uuid), invitation=str(invitation.uuid), token=str(token.uuid),
         provider=str(provider.uuid), model=str(model.uuid), target=str(target.uuid), run=str(run.uuid),
         result=str(result.uuid), event=str(event.uuid), budget=str(budget.uuid),
         alert_rule=str(alert_rule.uuid), webhook=str(webhook.uuid), alert=str(alert.uuid),
+        connection=str(connection.uuid), route=str(route.uuid), limit=str(limit.uuid),
     )
     SEEDED.clear()
     SEEDED.update(asdict(seeded))
@@ -193,13 +209,18 @@ def flatmap_path_parameters(context: schemathesis.HookContext, path_parameters: 
 
 def _with_seeded_references(values: Any) -> st.SearchStrategy:
     """Each string naming a reference (organization, target, …) is, half of the time, a seeded
-    object the caller can see."""
-    if not isinstance(values, dict) or not SEEDED:
+    object the caller can see; also inside lists of objects (a route's upstreams name their
+    connections)."""
+    if not SEEDED:
+        return st.just(values)
+    if isinstance(values, list):
+        return st.tuples(*(_with_seeded_references(value) for value in values)).map(list)
+    if not isinstance(values, dict):
         return st.just(values)
     return st.fixed_dictionaries(
         {
             name: _sometimes(value, SEEDED.get(REFERENCE_FIELDS.get(name, "")))
-            if isinstance(value, str) else st.just(value)
+            if isinstance(value, str) else _with_seeded_references(value)
             for name, value in values.items()
         }
     )
