@@ -12,6 +12,7 @@ from allauth.account.utils import perform_login
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -74,13 +75,23 @@ def project_dashboard(request: HttpRequest, project_uuid: UUID) -> HttpResponse:
     project = project_for(request, project_uuid)
     shown = MoneyDisplay.for_request(request)
     overview = Overview.build(project, request.user, shown=shown, range_key=request.GET.get("range"))
+    # "$ saved by the cache" belongs on dashboards of projects that call through the gateway.
+    gateway_in_use = bool(overview.summary.totals.cache_hits) or _uses_gateway(project)
     budgets = Budget.objects.visible_to(request.user).covering(project).select_related("organization", "project", "api_token")
     return render(request, "projects/dashboard.html", {
         "project": project, "overview": overview, "can_manage_tokens": request.role >= Role.MEMBER,
+        "show_cache_savings": gateway_in_use,
         # The page's exchange rates (read once) serve the budgets' currencies too.
         "budget_meters": BudgetMeter.for_budgets(budgets, rates=shown.rates),
         "can_manage_budgets": request.role >= BUDGET_MANAGE_ROLE,
     })
+
+
+def _uses_gateway(project: Project) -> bool:
+    """Whether the project routes calls through the gateway or has its cache switched on."""
+    # One query: a route exists, or the settings row says the cache is on.
+    uses = Q(gateway_routes__isnull=False) | Q(gateway_settings__cache_enabled=True)
+    return Project.objects.filter(pk=project.pk).filter(uses).exists()
 
 
 @login_required

@@ -66,6 +66,12 @@ app.conf.beat_schedule = {
         "schedule": 60,
         "options": {"expires": 50},
     },
+    # Gateway bodies are kept for their project's retention period, then deleted in chunks.
+    "costs.purge-expired-bodies": {
+        "task": "costs.tasks.purge_expired_bodies",
+        "schedule": 60 * 60,
+        "options": {"expires": 30 * 60},
+    },
     "costs.fetch-exchange-rates": {
         "task": "costs.tasks.fetch_exchange_rates",
         "schedule": 24 * 60 * 60,

@@ -1,7 +1,9 @@
-"""The activity log: one event's cost explained, and what the log's page shows around it."""
+"""The activity log: one event's cost explained, its request and response when kept, and what
+the log's page shows around it."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -11,7 +13,7 @@ from django.utils import timezone
 
 from accounts.models import ApiToken, Project, User
 
-from .models import CostEvent, CostRollup
+from .models import CostEvent, CostEventBody, CostRollup
 
 MILLION = Decimal(1_000_000)
 UNPRICED_WINDOW = timedelta(days=30)
@@ -41,6 +43,35 @@ def cost_breakdown(event: CostEvent) -> list[BreakdownLine]:
         ("Output", event.output_tokens, price.output_mtok),
     ]
     return [BreakdownLine(label, tokens, mtok, tokens * mtok / MILLION) for label, tokens, mtok in lines]
+
+
+@dataclass(frozen=True)
+class BodyPart:
+    """A request or response as the detail page shows it: JSON pretty-printed when it parses
+    (a truncated body does not, and is shown as it was cut), anything else as sent."""
+
+    name: str
+    label: str
+    text: str
+    is_json: bool
+    size_bytes: int
+
+    @classmethod
+    def of(cls, name: str, label: str, raw: str) -> BodyPart:
+        try:
+            text, is_json = json.dumps(json.loads(raw), indent=2, ensure_ascii=False), True
+        except (ValueError, RecursionError):  # not JSON (or cut mid-way, or absurdly deep): verbatim
+            text, is_json = raw, False
+        return cls(name, label, text, is_json, len(raw.encode("utf-8")))
+
+
+def kept_body(event: CostEvent, user: User) -> CostEventBody | None:
+    """`event`'s bodies if they were stored and have not reached their retention date."""
+    return CostEventBody.objects.visible_to(user).kept().filter(event=event).first()
+
+
+def body_parts(body: CostEventBody) -> list[BodyPart]:
+    return [BodyPart.of("request", "Request", body.request), BodyPart.of("response", "Response", body.response)]
 
 
 def rollups_of(project: Project, user: User) -> QuerySet:

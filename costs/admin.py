@@ -31,8 +31,8 @@ class CostEventAdmin(ReadOnlyAdmin):
     list_display = ["occurred_at", "project", "provider", "model", "input_tokens", "cached_tokens", "output_tokens",
                     "cost_usd", "cost_source", "success", "status_code", "token_prefix"]
     list_select_related = ["project__organization"]
-    list_filter = ["cost_source", "success", "source", "provider"]
-    search_fields = ["model", "=idempotency_key", "=uuid"]
+    list_filter = ["cost_source", "success", "source", "cache_hit", "endpoint", "provider"]
+    search_fields = ["model", "=idempotency_key", "=uuid", "=end_user", "route"]
     date_hierarchy = "occurred_at"
     raw_id_fields = ["project", "api_token", "price"]
 

@@ -4,7 +4,8 @@
   `ingest` scope (or a signed-in member); 202 once the events are durably stored.
 - `GET events`, `GET events/{uuid}`: the activity log (read scope), paginated, with the
   activity page's filters (`?project=`, range or since/until, provider, model, token, tag,
-  status, source, unpriced).
+  status, source, unpriced, endpoint, end_user, cache_hit). Gateway calls carry their route,
+  upstream, cache hit and saving, failed attempts and overhead, which only the gateway records.
 
 Everything goes through `TenantScopedViewSetMixin` (via `accounts.api.TenantViewSet`).
 """
@@ -40,6 +41,7 @@ from accounts.throttling import ApiTokenRateThrottle
 from lib.json_parser import JSONParser
 from lib.strict_fields import (
     StrictBooleanField,
+    StrictCharField,
     StrictChoiceField,
     StrictFloatField,
     StrictIntegerField,
@@ -80,19 +82,33 @@ class EventSerializer(StrictModelSerializer):
     api_token = serializers.CharField(source="token_prefix", read_only=True)
     timestamp = serializers.DateTimeField(source="occurred_at")
     priced = serializers.BooleanField(source="is_priced", read_only=True)
+    attempts = serializers.ListField(
+        child=inline_serializer("GatewayAttempt", {
+            "upstream": serializers.CharField(), "status_code": serializers.IntegerField(allow_null=True),
+            "error": serializers.CharField(),
+        }),
+        read_only=True, help_text="Gateway calls: the upstreams tried and failed before the one that answered.",
+    )
+    overhead_ms = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="Gateway calls: time spent in Pulse rather than upstream.",
+    )
 
     class Meta:
         model = CostEvent
         fields = [
             "id", "project", "api_token", "provider", "model", "input_tokens", "output_tokens", "cached_tokens",
             "reasoning_tokens", "cost_usd", "cost_source", "priced", "latency_ms", "status_code", "success",
-            "timestamp", "received_at", "tags", "idempotency_key", "source",
+            "timestamp", "received_at", "tags", "idempotency_key", "source", "ttft_ms", "streamed", "endpoint",
+            "end_user", "token_count_source", "route", "upstream", "cache_hit", "saved_usd", "attempts", "overhead_ms",
         ]
         extra_kwargs = {
             "input_tokens": {"help_text": "Every prompt token, cached ones included."},
             "cached_tokens": {"help_text": "Prompt tokens read from the provider's cache; priced at the cache-read price instead of the input price."},
             "reasoning_tokens": {"help_text": "Part of output_tokens (not charged again)."},
             "cost_usd": {"help_text": "Empty when no price is known for the model (flagged, never $0)."},
+            "token_count_source": {"help_text": "usage: the provider's count; estimate: counted without one; empty: not stated."},
+            "cache_hit": {"help_text": "Answered from the gateway's cache (at no cost)."},
+            "saved_usd": {"help_text": "A cache hit: what the call would have cost upstream; empty when unknown."},
         }
 
 
@@ -157,7 +173,23 @@ EVENT_EXAMPLE_FIELDS = {
         NOT_BLANK, max_length=128, required=False,
         help_text="Resending the same key in a project is acknowledged, never counted twice.",
     ),
-    "source": StrictChoiceField(CostEvent.Source.choices, required=False),
+    "source": StrictChoiceField(
+        [(value, label) for value, label in CostEvent.Source.choices if value in ingestion.PUBLIC_SOURCES],
+        required=False, help_text="Default api. Only the gateway records gateway calls.",
+    ),
+    "ttft_ms": StrictFloatField(
+        required=False, min_value=0, max_value=ingestion.MAX_LATENCY_MS, help_text="Time to the first token (streamed calls).",
+    ),
+    "streamed": StrictBooleanField(required=False, help_text="Default false."),
+    "endpoint": StrictChoiceField(CostEvent.Endpoint.choices, required=False),
+    "end_user": StrictCharField(
+        required=False, allow_blank=True, trim_whitespace=False, max_length=ingestion.MAX_END_USER,
+        help_text="Who the call was made for, e.g. OpenAI's `user`.",
+    ),
+    "token_count_source": StrictChoiceField(
+        CostEvent.TokenCountSource.choices, required=False,
+        help_text="usage: the counts are the provider's; estimate: counted without one.",
+    ),
 }
 EventInput = inline_serializer("EventInput", EVENT_EXAMPLE_FIELDS)
 EventInput.__class__.rejects_unknown_fields = True  # ingestion does: "Unknown field."
@@ -248,6 +280,13 @@ class EventFilterSerializer(serializers.Serializer):
     unpriced = serializers.BooleanField(
         required=False, help_text="true: only events no price was known for; false: only priced ones.",
     )
+    endpoint = serializers.ChoiceField(CostEvent.Endpoint.choices, required=False, help_text="Only calls of this API.")
+    end_user = serializers.CharField(
+        required=False, max_length=ingestion.MAX_END_USER, help_text="Only calls made for this end user.",
+    )
+    cache_hit = serializers.BooleanField(
+        required=False, help_text="true: only calls the gateway answered from its cache; false: only the others.",
+    )
 
     def validate_tag(self, value: str) -> tuple[str, str]:
         match = TAG.match(value)
@@ -268,7 +307,7 @@ class EventFilterSerializer(serializers.Serializer):
         if "range" in filters:
             events = events.between(timezone.now() - RANGES[filters["range"]], None)
         events = events.between(filters.get("since"), filters.get("until"))
-        for name in ("provider", "model", "source"):
+        for name in ("provider", "model", "source", "endpoint", "end_user", "cache_hit"):
             if name in filters:
                 events = events.filter(**{name: filters[name]})
         if "token" in filters:

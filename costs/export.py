@@ -31,11 +31,14 @@ COLUMNS = (
     "occurred_at", "event_id", "provider", "model", "input_tokens", "cached_tokens", "output_tokens",
     "reasoning_tokens", "cost_usd", "cost_source", "latency_ms", "status_code", "success",
     "api_token_prefix", "api_token_name", "tags", "source", "idempotency_key",
+    # Added with the gateway, at the end so existing spreadsheets keep their columns.
+    "ttft_ms", "streamed", "endpoint", "end_user", "token_count_source", "route", "upstream", "cache_hit", "saved_usd",
 )
 _FIELDS = (
     "occurred_at", "uuid", "provider", "model", "input_tokens", "cached_tokens", "output_tokens",
     "reasoning_tokens", "cost_usd", "cost_source", "latency_ms", "status_code", "success",
     "token_prefix", "tags", "source", "idempotency_key",
+    "ttft_ms", "streamed", "endpoint", "end_user", "token_count_source", "route", "upstream", "cache_hit", "saved_usd",
 )
 
 
@@ -68,7 +71,8 @@ def rows(events: CostEventQuerySet, *, shown: MoneyDisplay, token_names: dict[st
     yield writer.writerow(header(shown))
     for values in events.values_list(*_FIELDS).iterator(chunk_size=CHUNK_SIZE):
         (occurred_at, uuid, provider, model, input_tokens, cached_tokens, output_tokens, reasoning_tokens,
-         cost_usd, cost_source, latency_ms, status_code, success, prefix, tags, source, key) = values
+         cost_usd, cost_source, latency_ms, status_code, success, prefix, tags, source, key,
+         ttft_ms, streamed, endpoint, end_user, token_count_source, route, upstream, cache_hit, saved_usd) = values
         line = [
             occurred_at.astimezone(zone).isoformat(), uuid, _text(provider), _text(model), input_tokens,
             cached_tokens, output_tokens, reasoning_tokens, "" if cost_usd is None else cost_usd,
@@ -79,6 +83,9 @@ def rows(events: CostEventQuerySet, *, shown: MoneyDisplay, token_names: dict[st
             cost_source, "" if latency_ms is None else round(latency_ms, 1), "" if status_code is None else status_code,
             "true" if success else "false", prefix, _text(token_names.get(prefix, "")),
             _text(json.dumps(tags, sort_keys=True, ensure_ascii=False) if tags else ""), source, _text(key),
+            "" if ttft_ms is None else round(ttft_ms, 1), "true" if streamed else "false", endpoint, _text(end_user),
+            token_count_source, _text(route), _text(upstream), "true" if cache_hit else "false",
+            "" if saved_usd is None else saved_usd,
         ]
         yield writer.writerow(line)
 

@@ -14,8 +14,8 @@ from accounts.models import ApiToken, Project, User
 from lib.dates import DayField
 
 from .activity import rollups_of
-from .ingestion import MAX_TAG_KEY, MAX_TAG_VALUE
-from .models import CostEventQuerySet
+from .ingestion import MAX_END_USER, MAX_TAG_KEY, MAX_TAG_VALUE
+from .models import CostEvent, CostEventQuerySet
 
 RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30), "90d": timedelta(days=90)}
 RANGE_LABELS = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days", "90d": "Last 90 days"}
@@ -82,7 +82,12 @@ class ActivityFilterForm(DayRangeFilterForm):
     status = forms.ChoiceField(
         choices=[("", "Any status"), ("success", "Succeeded"), ("failed", "Failed")], required=False,
     )
+    endpoint = forms.ChoiceField(choices=[("", "Any endpoint"), *CostEvent.Endpoint.choices], required=False)
+    end_user = forms.CharField(
+        required=False, max_length=MAX_END_USER, label="End user", widget=forms.TextInput(attrs={"placeholder": "user-42"}),
+    )
     unpriced = forms.BooleanField(required=False, label="Unpriced only")
+    cache_hit = forms.BooleanField(required=False, label="Cache hits only")
 
     def __init__(self, data: QueryDict, *, project: Project, user: User) -> None:
         if "range" not in data and not data.get("start") and not data.get("end"):
@@ -141,5 +146,11 @@ class ActivityFilterForm(DayRangeFilterForm):
             events = events.filter(success=False)
         if data.get("unpriced"):
             events = events.unpriced()
+        if data.get("endpoint"):
+            events = events.filter(endpoint=data["endpoint"])
+        if data.get("end_user"):
+            events = events.filter(end_user=data["end_user"])
+        if data.get("cache_hit"):
+            events = events.filter(cache_hit=True)
         return events
 

@@ -1,6 +1,7 @@
 """Ingestion: validate reported LLM calls, price them, store them and update their rollups.
 
     result = ingest(project, items, token=request.auth, batch_key=request.headers.get("Idempotency-Key"))
+    result = ingest(project, records, token=token, trusted=True)   # the gateway's consumer (gateway/consumer.py)
 
 One transaction per request, three statements whatever the batch size (up to 1,000 events):
 
@@ -19,6 +20,14 @@ they never disagree with the events.
 
 Validation is hand-written rather than a DRF serializer per item: it is the hot path (a DRF
 serializer costs ~10x more per event) and it reports every problem as (index, field, message).
+
+Two doors. The public one (API, SDK) takes `FIELDS`; anything else is an "Unknown field.", and
+`source` cannot be "gateway". The trusted one (`trusted=True`, only the gateway's stream
+consumer calls it, never a view) also takes what only the gateway can vouch for (`GATEWAY_FIELDS`:
+route, upstream, cache hit and its saving, failed attempts, overhead, and the request and
+response `bodies` stored beside the event, in the same transaction, when it is new). A record
+the gateway already served must not be lost over a detail, so on that door over-long text is cut
+and unstorable characters replaced rather than refused.
 """
 
 from __future__ import annotations
@@ -40,9 +49,9 @@ from django.utils.dateparse import parse_datetime
 
 from accounts.models import ApiToken, Project
 from lib.dates import OutOfRange, check_moment
-from lib.text import printable, unstorable
+from lib.text import printable, storable, unstorable
 
-from .models import CostEvent, CostRollup, rollup_tag_keys
+from .models import CostEvent, CostEventBody, CostRollup, rollup_tag_keys
 from .pricing import PriceBook, as_stored, cost_of, normalize_provider
 
 logger = logging.getLogger(__name__)
@@ -56,11 +65,31 @@ MAX_TAG_KEY = 64
 MAX_TAG_VALUE = 128
 FUTURE_TOLERANCE = timedelta(minutes=5)  # clients' clocks drift
 MAX_AGE = timedelta(days=400)  # a year of backfill, with room for a leap year and a slow import
+MAX_END_USER = 128
+MAX_ROUTE = 128
+MAX_UPSTREAM = 200
+MAX_ATTEMPTS = 20  # the gateway bounds its retries far lower; anything beyond is not kept
+MAX_ATTEMPT_ERROR = 500
+# A defensive cap per body (the gateway already truncated to the project's body_max_bytes,
+# at most 1 MB), and the longest retention a record may ask for.
+MAX_BODY_BYTES = 1_000_000
+MAX_BODY_RETENTION_DAYS = 365
+DEFAULT_BODY_RETENTION_DAYS = 7
+CALL_FIELDS = frozenset({"ttft_ms", "streamed", "endpoint", "end_user", "token_count_source"})
 FIELDS = {
     "provider", "model", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens",
     "cost_usd", "latency_ms", "status_code", "success", "timestamp", "tags", "idempotency_key", "source",
+    *CALL_FIELDS,
 }
+GATEWAY_FIELDS = {"route", "upstream", "cache_hit", "saved_usd", "attempts", "overhead_ms", "bodies"}
+TRUSTED_FIELDS = FIELDS | GATEWAY_FIELDS
 SOURCES = frozenset(CostEvent.Source.values)
+PUBLIC_SOURCES = tuple(s for s in CostEvent.Source.values if s != CostEvent.Source.GATEWAY)
+ENDPOINTS = frozenset(CostEvent.Endpoint.values)
+TOKEN_COUNT_SOURCES = frozenset(CostEvent.TokenCountSource.values)
+# The gateway's call record may name the provider's own count "provider" (design.md's word for
+# benchmarks' "usage").
+TOKEN_COUNT_ALIASES = {"provider": CostEvent.TokenCountSource.USAGE}
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
 
 
@@ -100,7 +129,17 @@ class IngestResult:
         return len({e.index for e in self.errors})
 
 
-@dataclass
+@dataclass(frozen=True)
+class Bodies:
+    """A gateway call's request and response as they will be stored."""
+
+    request: str
+    response: str
+    truncated: bool
+    retention_days: int
+
+
+@dataclass(slots=True)  # attribute reads in the rollup loop, 10 per event and row
 class _Event:
     """A validated item, ready to insert."""
 
@@ -119,6 +158,17 @@ class _Event:
     tags: dict[str, str]
     idempotency_key: str | None
     source: str
+    ttft_ms: float | None = None
+    streamed: bool = False
+    endpoint: str = ""
+    end_user: str = ""
+    token_count_source: str = ""
+    route: str = ""
+    upstream: str = ""
+    cache_hit: bool = False
+    saved_usd: Decimal | None = None
+    gateway: dict = field(default_factory=dict)
+    bodies: Bodies | None = None
     uuid: uuid.UUID = field(default_factory=uuid.uuid4)
     cost_usd: Decimal | None = None
     cost_source: str = CostEvent.CostSource.UNPRICED
@@ -231,11 +281,169 @@ def _tags(item: Mapping, errors: list) -> dict[str, str]:
     return tags
 
 
-def validate(index: int, item: object, now: datetime) -> tuple[_Event | None, list[ItemError]]:
+def _usd(item: Mapping, name: str, errors: list) -> Decimal | None:
+    raw = item.get(name)
+    if raw is None:
+        return None
+    try:
+        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+            raise InvalidOperation
+        amount = Decimal(str(raw))
+        if not amount.is_finite() or not 0 <= amount <= MAX_COST_USD:
+            raise InvalidOperation
+        return as_stored(amount)
+    except InvalidOperation:
+        errors.append((name, f"Must be a number of US dollars between 0 and {MAX_COST_USD:,}."))
+        return None
+
+
+def _milliseconds(item: Mapping, name: str, errors: list, *, clamp: bool = False) -> float | None:
+    """`clamp` (the trusted door): a duration out of bounds (a stream longer than an hour) is
+    kept at the bound instead of refusing the call."""
+    value = item.get(name)
+    if value is None:
+        return None
+    if clamp and isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(min(max(value, 0), MAX_LATENCY_MS))
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_LATENCY_MS:
+        errors.append((name, f"Must be a number of milliseconds between 0 and {MAX_LATENCY_MS:,}."))
+        return None
+    return float(value)
+
+
+def _flag(item: Mapping, name: str, errors: list) -> bool:
+    value = item.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        errors.append((name, "Must be true or false."))
+        return False
+    return value
+
+
+def _choice(item: Mapping, name: str, choices: frozenset[str], errors: list, aliases: Mapping[str, str] | None = None) -> str:
+    value = item.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, str) and aliases and value in aliases:
+        return aliases[value]
+    if not isinstance(value, str) or value not in choices:
+        errors.append((name, f"Must be one of {', '.join(sorted(choices))}."))
+        return ""
+    return value
+
+
+def _end_user(item: Mapping, errors: list) -> str:
+    """Optional: absent, null or "" is none. Checked before stripping, like the schema says."""
+    value = item.get("end_user")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        errors.append(("end_user", "Must be a string."))
+        return ""
+    if len(value) > MAX_END_USER:
+        errors.append(("end_user", f"At most {MAX_END_USER} characters."))
+        return ""
+    problem = unstorable(value)
+    if problem:
+        errors.append(("end_user", problem))
+        return ""
+    return value.strip()
+
+
+def _lenient_text(item: Mapping, name: str, limit: int) -> str:
+    """Trusted text: made storable and cut to `limit` rather than refused (a number, say
+    OpenAI's `user` sent as 42, is written out; anything else is dropped)."""
+    value = item.get(name)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return ""
+    return storable(value).strip()[:limit]
+
+
+def _attempts(item: Mapping) -> list[dict]:
+    """Diagnostics only: what does not fit the shape is left out, never a reason to refuse."""
+    value = item.get("attempts")
+    if not isinstance(value, list):
+        return []
+    attempts = []
+    for attempt in value[:MAX_ATTEMPTS]:
+        if not isinstance(attempt, dict):
+            continue
+        status = attempt.get("status_code")
+        if isinstance(status, bool) or not (isinstance(status, int) and 100 <= status <= 599):
+            status = None  # e.g. a connection that never got an answer
+        attempts.append({
+            "upstream": _lenient_text(attempt, "upstream", MAX_UPSTREAM),
+            "status_code": status,
+            "error": _lenient_text(attempt, "error", MAX_ATTEMPT_ERROR),
+        })
+    return attempts
+
+
+def _capped(text: str) -> tuple[str, bool]:
+    """At most MAX_BODY_BYTES of UTF-8, never cutting a character in two."""
+    if len(text) * 4 <= MAX_BODY_BYTES:  # cannot be over: skip the encoding
+        return text, False
+    encoded = text.encode("utf-8")
+    if len(encoded) <= MAX_BODY_BYTES:
+        return text, False
+    return encoded[:MAX_BODY_BYTES].decode("utf-8", "ignore"), True
+
+
+def _bodies(item: Mapping, errors: list) -> Bodies | None:
+    value = item.get("bodies")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        errors.append(("bodies", "Must be an object {request, response, truncated, retention_days}."))
+        return None
+    texts = {}
+    for name in ("request", "response"):
+        text = value.get(name)
+        if text is None:
+            text = ""
+        if not isinstance(text, str):
+            errors.append(("bodies", f"{name} must be a string."))
+            return None
+        texts[name] = _capped(storable(text))
+    truncated = value.get("truncated", False)
+    days = value.get("retention_days", DEFAULT_BODY_RETENTION_DAYS)
+    if not isinstance(truncated, bool):
+        errors.append(("bodies", "truncated must be true or false."))
+        return None
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_BODY_RETENTION_DAYS:
+        errors.append(("bodies", f"retention_days must be a whole number of days from 1 to {MAX_BODY_RETENTION_DAYS}."))
+        return None
+    (request, cut_request), (response, cut_response) = texts["request"], texts["response"]
+    return Bodies(request, response, truncated or cut_request or cut_response, days)
+
+
+def _gateway_fields(item: Mapping, errors: list) -> dict:
+    """What only the gateway reports (the trusted door)."""
+    overhead = _milliseconds(item, "overhead_ms", errors, clamp=True)
+    diagnostics: dict = {}
+    attempts = _attempts(item)
+    if attempts:
+        diagnostics["attempts"] = attempts
+    if overhead is not None:
+        diagnostics["overhead_ms"] = round(overhead, 3)
+    return {
+        "route": _lenient_text(item, "route", MAX_ROUTE),
+        "upstream": _lenient_text(item, "upstream", MAX_UPSTREAM),
+        "cache_hit": _flag(item, "cache_hit", errors),
+        "saved_usd": _usd(item, "saved_usd", errors),
+        "gateway": diagnostics,
+        "bodies": _bodies(item, errors),
+    }
+
+
+def validate(index: int, item: object, now: datetime, *, trusted: bool = False) -> tuple[_Event | None, list[ItemError]]:
     if not isinstance(item, dict):
         return None, [ItemError(index, "non_field_errors", "Each event must be a JSON object.")]
     errors: list[tuple[str, str]] = []
-    for unknown in sorted(set(item) - FIELDS):
+    for unknown in sorted(set(item) - (TRUSTED_FIELDS if trusted else FIELDS)):
         errors.append((printable(unknown), "Unknown field."))
     provider = _text(item, "provider", errors, limit=64, required=True)
     if provider is not None:
@@ -250,27 +458,9 @@ def validate(index: int, item: object, now: datetime) -> tuple[_Event | None, li
     if counts["reasoning_tokens"] > counts["output_tokens"]:
         errors.append(("reasoning_tokens", "Cannot exceed output_tokens (reasoning tokens are part of the output)."))
 
-    client_cost = None
-    if item.get("cost_usd") is not None:
-        raw = item["cost_usd"]
-        try:
-            if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-                raise InvalidOperation
-            client_cost = Decimal(str(raw))
-            if not client_cost.is_finite() or not 0 <= client_cost <= MAX_COST_USD:
-                raise InvalidOperation
-            client_cost = as_stored(client_cost)
-        except InvalidOperation:
-            errors.append(("cost_usd", f"Must be a number of US dollars between 0 and {MAX_COST_USD:,}."))
-            client_cost = None
-
-    latency = item.get("latency_ms")
-    if latency is not None:
-        if isinstance(latency, bool) or not isinstance(latency, int | float) or not 0 <= latency <= MAX_LATENCY_MS:
-            errors.append(("latency_ms", f"Must be a number of milliseconds between 0 and {MAX_LATENCY_MS:,}."))
-            latency = None
-        else:
-            latency = float(latency)
+    # Most events send neither: no call for them (this runs 1,000 times a batch).
+    client_cost = None if item.get("cost_usd") is None else _usd(item, "cost_usd", errors)
+    latency = None if item.get("latency_ms") is None else _milliseconds(item, "latency_ms", errors, clamp=trusted)
 
     status = item.get("status_code")
     if status is not None and (isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599):
@@ -286,16 +476,34 @@ def validate(index: int, item: object, now: datetime) -> tuple[_Event | None, li
     occurred_at = _timestamp(item, now, errors)
     tags = _tags(item, errors)
     key = _text(item, "idempotency_key", errors, limit=128, required=False)
-    source = item.get("source", CostEvent.Source.API)
-    if not isinstance(source, str) or source not in SOURCES:
-        errors.append(("source", f"Must be one of {', '.join(CostEvent.Source.values)}."))
+    if trusted:
+        source = item.get("source", CostEvent.Source.GATEWAY)
+        if not isinstance(source, str) or source not in SOURCES:
+            errors.append(("source", f"Must be one of {', '.join(CostEvent.Source.values)}."))
+    else:
+        source = item.get("source", CostEvent.Source.API)
+        if not isinstance(source, str) or source not in PUBLIC_SOURCES:
+            errors.append(("source", f"Must be one of {', '.join(PUBLIC_SOURCES)}."))
+    reported = {}
+    if trusted or not CALL_FIELDS.isdisjoint(item):  # most API events report none of them: skip the calls
+        reported = {
+            "ttft_ms": _milliseconds(item, "ttft_ms", errors, clamp=trusted),
+            "streamed": _flag(item, "streamed", errors),
+            "endpoint": _choice(item, "endpoint", ENDPOINTS, errors),
+            "end_user": _lenient_text(item, "end_user", MAX_END_USER) if trusted else _end_user(item, errors),
+            "token_count_source": _choice(
+                item, "token_count_source", TOKEN_COUNT_SOURCES, errors, aliases=TOKEN_COUNT_ALIASES if trusted else None,
+            ),
+        }
+    if trusted:
+        reported |= _gateway_fields(item, errors)
 
     if errors:
         return None, [ItemError(index, name, message) for name, message in errors]
     return _Event(
         index=index, provider=provider, model=model, **counts, client_cost=client_cost,
         latency_ms=latency, status_code=status, success=success, occurred_at=occurred_at, tags=tags,
-        idempotency_key=key, source=source,
+        idempotency_key=key, source=source, **reported,
     ), []
 
 
@@ -303,27 +511,36 @@ def validate(index: int, item: object, now: datetime) -> tuple[_Event | None, li
 
 
 def price_events(events: Sequence[_Event]) -> None:
-    """Client-sent costs are kept as sent; the rest are computed, or left unknown (never $0)."""
-    to_price = [e for e in events if e.client_cost is None]
+    """Client-sent costs are kept as sent; the rest are computed, or left unknown (never $0).
+    A cache hit's saving, when the gateway did not send it, is what its tokens would have cost."""
+    # A cache hit costs what the gateway says ($0); what it saved is priced here unless sent.
+    to_price = [e for e in events if e.client_cost is None or (e.cache_hit and e.saved_usd is None)]
     book = PriceBook.for_pairs({(e.provider, e.model) for e in to_price}) if to_price else None
     for event in events:
         if event.client_cost is not None:
             event.cost_usd, event.cost_source = event.client_cost, CostEvent.CostSource.CLIENT
-            continue
+            if not (event.cache_hit and event.saved_usd is None):
+                continue
         price = book.price_for(event.provider, event.model, event.occurred_at)
         if price is None:
             continue
-        event.price_id = price.id
-        event.cost_source = CostEvent.CostSource.COMPUTED
-        event.cost_usd = cost_of(
+        cost = cost_of(
             price, input_tokens=event.input_tokens, output_tokens=event.output_tokens,
             cached_tokens=event.cached_tokens,
         )
+        if event.client_cost is not None:  # a cache hit: its would-be cost is the saving
+            event.saved_usd = cost
+            continue
+        event.price_id = price.id
+        event.cost_source = CostEvent.CostSource.COMPUTED
+        event.cost_usd = cost
 
 
 # ----------------------------------------------------------------------------- storage
 
-# Column -> PostgreSQL type, in insert order.
+# Column -> PostgreSQL type, in insert order. The call and gateway columns are sent only when a
+# batch has a value other than their default for them (the database fills in the rest: every
+# one has a database default): a plain API batch costs what it did before they existed.
 _EVENT_COLUMNS = {
     "uuid": "uuid", "project_id": "bigint", "api_token_id": "bigint", "token_prefix": "text", "provider": "text",
     "model": "text", "input_tokens": "bigint", "output_tokens": "bigint", "cached_tokens": "bigint",
@@ -331,12 +548,19 @@ _EVENT_COLUMNS = {
     "latency_ms": "float8", "status_code": "integer", "success": "boolean", "occurred_at": "timestamptz",
     "received_at": "timestamptz", "tags": "jsonb", "idempotency_key": "text", "source": "text",
 }
+_CALL_COLUMNS = {
+    "ttft_ms": "float8", "streamed": "boolean", "endpoint": "text", "end_user": "text", "token_count_source": "text",
+}
+_GATEWAY_COLUMNS = {
+    "route": "text", "upstream": "text", "cache_hit": "boolean", "saved_usd": "numeric", "gateway": "jsonb",
+}
 _ROLLUP_COLUMNS = {
     "project_id": "bigint", "granularity": "text", "bucket": "timestamptz", "provider": "text", "model": "text",
     "token_prefix": "text", "tag_key": "text", "tag_value": "text", "requests": "bigint", "failures": "bigint",
     "input_tokens": "bigint", "output_tokens": "bigint", "cached_tokens": "bigint", "reasoning_tokens": "bigint",
     "cost_usd": "numeric", "unpriced_requests": "bigint", "latency_ms_sum": "float8", "latency_count": "bigint",
 }
+_CACHE_ROLLUP_COLUMNS = {"cache_hits": "bigint", "saved_usd": "numeric"}
 
 
 class _Adapt:
@@ -351,7 +575,7 @@ class _Adapt:
         return value if self.postgres else self._uuid.get_db_prep_value(value, connection)
 
     def json(self, value: dict) -> str:
-        return json.dumps(value, separators=(",", ":"))
+        return json.dumps(value, separators=(",", ":")) if value else "{}"
 
     def datetime(self, value: datetime) -> object:
         return value if self.postgres else self._datetime.get_db_prep_value(value, connection)
@@ -387,8 +611,11 @@ def _execute_bulk_insert(table: str, columns: Mapping[str, str], rows: list[tupl
         return cursor.fetchall() if "RETURNING" in suffix else []
 
 
-def _insert_events(project: Project, token: ApiToken | None, events: Sequence[_Event], received_at: datetime) -> set[uuid.UUID]:
-    """Insert; returns the uuids actually inserted (the others were duplicates)."""
+def _insert_events(
+    project: Project, token: ApiToken | None, events: Sequence[_Event], received_at: datetime,
+) -> dict[uuid.UUID, int | None]:
+    """Insert; returns uuid -> id of the events actually inserted (the others were duplicates);
+    the id is only read back when some event has bodies to store with it (else None)."""
     adapt = _Adapt()
     token_id = token.id if token is not None else None
     prefix = token.prefix if token is not None else ""
@@ -402,11 +629,39 @@ def _insert_events(project: Project, token: ApiToken | None, events: Sequence[_E
         )
         for e in events
     ]
+    columns = dict(_EVENT_COLUMNS)
+    if any(e.ttft_ms is not None or e.streamed or e.endpoint or e.end_user or e.token_count_source for e in events):
+        columns |= _CALL_COLUMNS
+        rows = [
+            (*row, e.ttft_ms, e.streamed, e.endpoint, e.end_user, e.token_count_source)
+            for row, e in zip(rows, events, strict=True)
+        ]
+    if any(e.route or e.upstream or e.cache_hit or e.saved_usd is not None or e.gateway for e in events):
+        columns |= _GATEWAY_COLUMNS
+        rows = [
+            (*row, e.route, e.upstream, e.cache_hit, adapt.decimal(e.saved_usd), adapt.json(e.gateway))
+            for row, e in zip(rows, events, strict=True)
+        ]
+    returning = "uuid, id" if any(e.bodies is not None for e in events) else "uuid, NULL"
     returned = _execute_bulk_insert(
-        CostEvent._meta.db_table, _EVENT_COLUMNS, rows,
-        "ON CONFLICT (project_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING uuid",
+        CostEvent._meta.db_table, columns, rows,
+        f"ON CONFLICT (project_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING {returning}",
     )
-    return {value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)) for (value,) in returned}
+    return {(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))): id_ for value, id_ in returned}
+
+
+def _store_bodies(events: Iterable[_Event], ids: Mapping[uuid.UUID, int | None]) -> None:
+    """The bodies of newly inserted events (a duplicate's were stored with it, or not at all).
+    Kept for their retention period from the call."""
+    rows = [
+        CostEventBody(
+            event_id=ids[e.uuid], request=e.bodies.request, response=e.bodies.response, truncated=e.bodies.truncated,
+            expires_at=e.occurred_at + timedelta(days=e.bodies.retention_days),
+        )
+        for e in events if e.bodies is not None
+    ]
+    if rows:
+        CostEventBody.objects.bulk_create(rows, batch_size=200)
 
 
 def _hour(moment: datetime) -> datetime:
@@ -432,6 +687,8 @@ class RollupDelta:
     unpriced_requests: int = 0
     latency_ms_sum: float = 0.0
     latency_count: int = 0
+    cache_hits: int = 0
+    saved_usd: Decimal = Decimal(0)
 
 
 RollupKey = tuple[str, datetime, str, str, str, str, str]  # granularity, bucket, provider, model, token, tag key, value
@@ -470,6 +727,10 @@ def _deltas_for(events: Iterable[_Event], token_prefix: str) -> dict[RollupKey, 
             if e.latency_ms is not None:
                 d.latency_ms_sum += e.latency_ms
                 d.latency_count += 1
+            if e.cache_hit:
+                d.cache_hits += 1
+                if e.saved_usd is not None:
+                    d.saved_usd += e.saved_usd
     return deltas
 
 
@@ -478,18 +739,23 @@ def apply_rollup_deltas(project_id: int, deltas: Mapping[RollupKey, RollupDelta]
     if not deltas:
         return
     adapt = _Adapt()
+    # Cache counters only when some delta has them (else the columns keep adding nothing).
+    cached = any(d.cache_hits or d.saved_usd for d in deltas.values())
+    columns = _ROLLUP_COLUMNS | _CACHE_ROLLUP_COLUMNS if cached else _ROLLUP_COLUMNS
     rows = []
     for key in sorted(deltas):
         granularity, bucket, provider, model, token_prefix, tag_key, tag_value = key
         d = deltas[key]
-        rows.append((
+        row = (
             project_id, granularity, adapt.datetime(bucket), provider, model, token_prefix, tag_key, tag_value,
             d.requests, d.failures, d.input_tokens, d.output_tokens, d.cached_tokens, d.reasoning_tokens,
             adapt.decimal(d.cost_usd), d.unpriced_requests, d.latency_ms_sum, d.latency_count,
-        ))
+        )
+        rows.append((*row, d.cache_hits, adapt.decimal(d.saved_usd)) if cached else row)
     table = CostRollup._meta.db_table
-    updates = ", ".join(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in CostRollup.COUNTERS)
-    _execute_bulk_insert(table, _ROLLUP_COLUMNS, rows, f"ON CONFLICT ({', '.join(CostRollup.ROLLUP_KEY)}) DO UPDATE SET {updates}")
+    counters = [c for c in CostRollup.COUNTERS if c in columns]
+    updates = ", ".join(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in counters)
+    _execute_bulk_insert(table, columns, rows, f"ON CONFLICT ({', '.join(CostRollup.ROLLUP_KEY)}) DO UPDATE SET {updates}")
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -526,8 +792,10 @@ def _announce_usage(project_ids: Iterable[int]) -> None:
 
 def ingest(
     project: Project, items: Sequence[object], *, token: ApiToken | None = None, batch_key: str | None = None,
+    trusted: bool = False,
 ) -> IngestResult:
-    """Validate, price and store `items`; the valid ones are stored even if others are not."""
+    """Validate, price and store `items`; the valid ones are stored even if others are not.
+    `trusted`: the gateway's door (GATEWAY_FIELDS accepted; see the module's docstring)."""
     if len(items) > MAX_BATCH:
         raise ValueError(f"At most {MAX_BATCH} events per batch.")
     now = timezone.now()
@@ -537,7 +805,7 @@ def ingest(
     first_with_key: dict[str, _Event] = {}
     repeats: list[tuple[_Event, _Event]] = []  # (repeat, first) with the same key in one batch
     for index, item in enumerate(items):
-        event, errors = validate(index, item, now)
+        event, errors = validate(index, item, now, trusted=trusted)
         if errors:
             result.errors.extend(errors)
         elif event.idempotency_key is not None and event.idempotency_key in first_with_key:
@@ -553,6 +821,7 @@ def ingest(
     with transaction.atomic():
         inserted = _insert_events(project, token, events, now)
         new = [e for e in events if e.uuid in inserted]
+        _store_bodies(new, inserted)
         apply_rollup_deltas(project.id, _deltas_for(new, token.prefix if token else ""))
         if new:
             _announce_usage([project.id])

@@ -1,5 +1,6 @@
 """Spend: every LLM call a project reports (`CostEvent`), its hourly and daily rollups
-(`CostRollup`), and the exchange rates money is shown in (`ExchangeRate`).
+(`CostRollup`), the request and response of a gateway call when its project keeps them
+(`CostEventBody`), and the exchange rates money is shown in (`ExchangeRate`).
 
 Amounts are USD `Decimal`s in storage; other currencies exist only on the way out. Events are
 written once and only their price may change later (an unpriced event priced when its model gets
@@ -15,12 +16,13 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Max, Sum
+from django.db.models import F, Max, Sum, Value
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 from accounts.models import ApiToken, Project, TenantQuerySet
+from benchmarks.providers import TokenCountSource as MeasuredTokenCount
 
 from .money import Currency
 
@@ -70,6 +72,18 @@ class CostEvent(models.Model):
         CLIENT = "client", "Sent by the client"
         UNPRICED = "unpriced", "No price known"
 
+    class Endpoint(models.TextChoices):
+        CHAT = "chat", "Chat completions"
+        EMBEDDINGS = "embeddings", "Embeddings"
+        MESSAGES = "messages", "Messages (Anthropic)"
+        OTHER = "other", "Other"
+
+    class TokenCountSource(models.TextChoices):
+        # The benchmarks' names for the same two cases (benchmarks.providers.TokenCountSource),
+        # labels included, so the API schema has one TokenCountSourceEnum for both.
+        USAGE = MeasuredTokenCount.USAGE.value, MeasuredTokenCount.USAGE.value  # reported by the provider
+        ESTIMATE = MeasuredTokenCount.ESTIMATE.value, MeasuredTokenCount.ESTIMATE.value  # counted without one
+
     id = models.BigAutoField(primary_key=True)
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="cost_events")
@@ -101,6 +115,34 @@ class CostEvent(models.Model):
     # NULL, not "", for "none": the unique constraint only covers events that carry a key.
     idempotency_key = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
+    # What any caller may report about the call (the API, the SDK and the gateway)…
+    ttft_ms = models.FloatField(null=True, blank=True, help_text="Time to the first token of a streamed answer.")
+    # db_default: rows written by hand (bench COPYs, psql) need not know the newer columns.
+    streamed = models.BooleanField(default=False, db_default=False)
+    endpoint = models.CharField(max_length=16, choices=Endpoint.choices, blank=True, default="", db_default="")
+    end_user = models.CharField(
+        max_length=128, blank=True, default="", db_default="",
+        help_text="Who the call was made for (OpenAI's `user`, Anthropic's metadata.user_id).",
+    )
+    token_count_source = models.CharField(
+        max_length=16, choices=TokenCountSource.choices, blank=True, default="", db_default="",
+        help_text="Empty: not stated (the client's own count).",
+    )
+    # …and what only the gateway knows (accepted only through its trusted path, never from the API).
+    route = models.CharField(
+        max_length=128, blank=True, default="", db_default="", help_text="The model name the caller asked the gateway for.",
+    )
+    upstream = models.CharField(
+        max_length=200, blank=True, default="", db_default="", help_text="Where the gateway sent it: connection/model.",
+    )
+    cache_hit = models.BooleanField(default=False, db_default=False)
+    saved_usd = models.DecimalField(
+        max_digits=20, decimal_places=10, null=True, blank=True,
+        help_text="What a cache hit would have cost had it gone upstream.",
+    )
+    # Diagnostics read on one event's page, never aggregated: {"attempts": [{"upstream",
+    # "status_code", "error"}…] (failed tries before the answer), "overhead_ms": time in Pulse}.
+    gateway = models.JSONField(default=dict, blank=True, db_default=Value({}, models.JSONField()))
 
     objects = CostEventQuerySet.as_manager()
 
@@ -131,6 +173,14 @@ class CostEvent(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    @property
+    def attempts(self) -> list[dict]:
+        return list((self.gateway or {}).get("attempts") or [])
+
+    @property
+    def overhead_ms(self) -> float | None:
+        return (self.gateway or {}).get("overhead_ms")
 
 
 class CostRollupQuerySet(TenantQuerySet):
@@ -215,13 +265,16 @@ class CostRollup(models.Model):
     unpriced_requests = models.BigIntegerField(default=0)
     latency_ms_sum = models.FloatField(default=0)
     latency_count = models.BigIntegerField(default=0)
+    # Gateway cache hits among `requests`, and what they would have cost upstream.
+    cache_hits = models.BigIntegerField(default=0, db_default=0)
+    saved_usd = models.DecimalField(max_digits=24, decimal_places=10, default=Decimal(0), db_default=Decimal(0))
 
     objects = CostRollupQuerySet.as_manager()
 
     ROLLUP_KEY = ("project_id", "granularity", "bucket", "provider", "model", "token_prefix", "tag_key", "tag_value")
     COUNTERS = (
         "requests", "failures", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens",
-        "cost_usd", "unpriced_requests", "latency_ms_sum", "latency_count",
+        "cost_usd", "unpriced_requests", "latency_ms_sum", "latency_count", "cache_hits", "saved_usd",
     )
 
     class Meta:
@@ -238,6 +291,60 @@ class CostRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project_id} {self.granularity} {self.bucket:%Y-%m-%d %H:00} {self.provider}/{self.model}"
+
+
+class CostEventBodyQuerySet(TenantQuerySet):
+    organization_path = "event__project__organization"
+    project_path = "event__project"
+
+    def kept(self, now: datetime | None = None) -> CostEventBodyQuerySet:
+        """Bodies still within their retention period (an expired one is not shown even before
+        the periodic purge has deleted it)."""
+        return self.filter(expires_at__gt=now or timezone.now())
+
+    def expired(self, now: datetime | None = None) -> CostEventBodyQuerySet:
+        return self.filter(expires_at__lte=now or timezone.now())
+
+    def purge_expired(self, *, chunk: int = 1000, now: datetime | None = None) -> int:
+        """Delete every expired body, `chunk` rows per statement (each its own short transaction,
+        so a purge of millions never holds locks or bloats one transaction). Safe to run
+        concurrently: a row deleted by another purge is simply not counted twice. Returns how
+        many were deleted."""
+        now = now or timezone.now()
+        deleted = 0
+        while True:
+            ids = list(self.expired(now).order_by("expires_at").values_list("pk", flat=True)[:chunk])
+            if not ids:
+                return deleted
+            count, _ = self.filter(pk__in=ids).delete()
+            deleted += count
+
+
+class CostEventBody(models.Model):
+    """The request and response of one gateway call, kept only when its project opted in
+    (GatewaySettings.store_bodies), truncated to the project's byte limit, until `expires_at`
+    (its retention period after the call); `costs.tasks.purge_expired_bodies` deletes them.
+
+    Apart from `CostEvent` because it is large, optional and short-lived: the events table
+    stays narrow for the scans and exports that never read bodies, and PostgreSQL compresses
+    the text out of line (TOAST)."""
+
+    event = models.OneToOneField(CostEvent, on_delete=models.CASCADE, primary_key=True, related_name="body")
+    request = models.TextField(blank=True, default="")
+    response = models.TextField(blank=True, default="")
+    truncated = models.BooleanField(default=False, help_text="Cut to the project's body size limit.")
+    expires_at = models.DateTimeField()
+
+    objects = CostEventBodyQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            # The purge: expired bodies, oldest first, in chunks.
+            models.Index(fields=["expires_at"], name="costeventbody_expiry"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Bodies of event {self.event_id}"
 
 
 class ExchangeRate(models.Model):

@@ -153,6 +153,9 @@ class Usage:
     unpriced_requests: int = 0
     latency_ms_sum: float = 0.0
     latency_count: int = 0
+    # Requests the gateway answered from its cache ($0 each), and what they would have cost.
+    cache_hits: int = 0
+    saved_usd: Decimal = Decimal(0)
     # Tokens of requests without a price: kept out of cost per 1K tokens (they have no cost, not
     # a zero cost). Exact per model; proportional for a model priced for part of its requests.
     unpriced_tokens: int = 0
@@ -161,6 +164,7 @@ class Usage:
     def of(cls, row: dict, **key: object) -> Usage:
         usage = cls(**{name: row[name] or 0 for name in COUNTERS}, **key)
         usage.cost_usd = Decimal(usage.cost_usd)
+        usage.saved_usd = Decimal(usage.saved_usd)
         return usage
 
     def add(self, other: Usage) -> Usage:
@@ -179,6 +183,10 @@ class Usage:
     @property
     def avg_latency_ms(self) -> float | None:
         return None if not self.latency_count else round(self.latency_ms_sum / self.latency_count, 1)
+
+    @property
+    def cache_hit_rate(self) -> float | None:
+        return None if not self.requests else round(self.cache_hits / self.requests, 4)
 
     @property
     def cost_per_1k_tokens_usd(self) -> Decimal | None:

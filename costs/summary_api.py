@@ -152,6 +152,8 @@ class UsageSerializer(serializers.Serializer):
     unpriced_tokens = serializers.IntegerField(help_text="Tokens of unpriced requests; left out of cost per 1K tokens.")
     cost_per_1k_tokens = MoneyField(source="cost_per_1k_tokens_usd", allow_null=True)
     avg_latency_ms = serializers.FloatField(allow_null=True)
+    cache_hits = serializers.IntegerField(help_text="Requests the gateway answered from its cache (at no cost).")
+    saved = MoneyField(source="saved_usd", help_text="What the cache hits would have cost upstream (6 decimal places).")
 
 
 class ModelUsageSerializer(UsageSerializer):

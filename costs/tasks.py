@@ -3,6 +3,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from . import currency, ingestion
+from .models import CostEventBody
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -15,3 +16,10 @@ def reprice_unpriced(chunk: int = ingestion.REPRICE_CHUNK) -> int:
 @shared_task(autoretry_for=(Exception,), retry_backoff=60, max_retries=5)
 def fetch_exchange_rates() -> int:
     return len(currency.fetch_rates())
+
+
+@shared_task
+def purge_expired_bodies() -> int:
+    """Gateway request and response bodies past their retention date (beat, hourly). The detail
+    page already hides an expired body; this frees the space."""
+    return CostEventBody.objects.dangerously_unscoped().purge_expired()

@@ -1,5 +1,5 @@
 """Cost pages: the activity log (filtered, paginated), one event in detail with its cost
-explained, and the log's CSV export. Tenant data goes through `project_for()` and
+explained (and its request and response, when kept), and the log's CSV export. Tenant data goes through `project_for()` and
 `visible_to()` (404 for outsiders; viewers may read everything here)."""
 
 from __future__ import annotations
@@ -60,9 +60,12 @@ def activity_detail(request: HttpRequest, project_uuid: UUID, event_uuid: UUID) 
         .select_related("api_token", "price__model__provider"),
         uuid=event_uuid,
     )
+    body = activity.kept_body(event, request.user)
     return render(request, "costs/activity_detail.html", {
         "project": project,
         "event": event,
+        "body": body,
+        "body_parts": activity.body_parts(body) if body else [],
         "breakdown": activity.cost_breakdown(event),
         "token_name": activity.token_names(project, request.user).get(event.token_prefix),
         "time_zone": project.organization.time_zone,

@@ -5,6 +5,11 @@ refuses NUL; code that validates JSON by hand (costs ingestion) asks `unstorable
 
 from __future__ import annotations
 
+import re
+
+# In a Python string every surrogate is a lone one (JSON's pairs are decoded to one character).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 
 def unstorable(text: str) -> str | None:
     """Why `text` cannot be stored, or None when it can."""
@@ -21,3 +26,11 @@ def unstorable(text: str) -> str | None:
 def printable(text: str) -> str:
     """`text` safe to echo in an error message: unstorable characters escaped."""
     return text if unstorable(text) is None else ascii(text)[1:-1]
+
+
+def storable(text: str) -> str:
+    """`text` made storable rather than refused (for text that must not be lost over a detail,
+    such as a gateway call's record): NUL characters removed, lone surrogates as U+FFFD."""
+    if unstorable(text) is None:
+        return text
+    return _SURROGATE.sub("\ufffd", text.replace("\x00", ""))
