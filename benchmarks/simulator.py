@@ -8,7 +8,11 @@ real provider, so no test ever spends money or depends on the internet. The serv
 * Anthropic Messages (`POST /anthropic/v1/messages`, named SSE events from `message_start` to
   `message_stop`, thinking blocks, `event: error`);
 * Gemini (`POST /gemini/v1beta/models/{model}:streamGenerateContent?alt=sse`, `usageMetadata`,
-  `thought: true` parts).
+  `thought: true` parts);
+* OpenAI embeddings (`POST /openai/v1/embeddings`: deterministic unit vectors, `dimensions`,
+  `encoding_format` float or base64, usage), and the OpenAI-compatible endpoints Anthropic and
+  Gemini also serve (`/anthropic/v1/chat/completions`, `/gemini/v1beta/openai/chat/completions`
+  and `…/embeddings`), which the gateway calls for OpenAI-format requests routed there.
 
 Each model name maps to a `ModelProfile` (timing, chunking, usage quirks, one optional fault). The
 server also tells the truth about itself, so a benchmark's measurements can be checked: every
@@ -20,9 +24,13 @@ response has `x-pulse-sim-received-ns` and `x-pulse-sim-request-id` headers, and
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import itertools
 import json
+import random
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -59,15 +67,17 @@ class Fault:
     after_chunks: int = 3
     stall_seconds: float = 30.0
     every_nth: int = 1  # strike on every n-th request to the model; 1 means always
+    first: int = 0  # strike only among the model's first n requests (0: no limit), e.g. a 429 once
 
     def __post_init__(self) -> None:
         if self.kind not in get_args(FaultKind):
             raise ValueError(f"unknown fault kind {self.kind!r}")
-        if self.every_nth < 1 or self.after_chunks < 0:
-            raise ValueError("every_nth must be >= 1 and after_chunks >= 0")
+        if self.every_nth < 1 or self.after_chunks < 0 or self.first < 0:
+            raise ValueError("every_nth must be >= 1, after_chunks and first >= 0")
 
     def strikes(self, request_number: int) -> bool:
-        return request_number % self.every_nth == 0
+        within = self.first == 0 or request_number <= self.first
+        return within and request_number % self.every_nth == 0
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,9 @@ DEFAULT_PROFILES: dict[str, ModelProfile] = {
     "sim-stall": _faulty(kind="stall"),
     "sim-error-event": _faulty(kind="error_event"),
     "sim-empty": _faulty(kind="empty_stream"),
+    # Answers at once: what benches measure a proxy's own overhead against.
+    "sim-instant": ModelProfile(ttft_ms=0, inter_token_ms=0, output_tokens=16),
+    "sim-embed": ModelProfile(ttft_ms=5, inter_token_ms=0, output_tokens=0),
 }
 
 
@@ -334,6 +347,7 @@ class RequestRecord:
     reasoning_tokens: int = 0
     chunks: int = 0  # content-bearing events sent
     completed: bool = False  # the stream reached its normal end
+    client_left: bool = False  # the client closed the connection before the stream's end
 
     def note(self, kind: str, tokens: int, sent_ns: int) -> None:
         if self.first_content_sent_ns is None:
@@ -787,6 +801,9 @@ class SimState:
         self.log.append(record)
         return record
 
+    def reset_counters(self) -> None:
+        self._calls.clear()
+
     def fault_for(self, model: str, profile: ModelProfile) -> Fault | None:
         self._calls[model] += 1
         fault = profile.fault
@@ -896,7 +913,10 @@ class _Streamer:
         try:
             await self._stream()
         except ConnectionError:
-            pass  # the client left; its record shows how far the stream got
+            self.record.client_left = True  # its record shows how far the stream got
+        except asyncio.CancelledError:  # the client left while we waited (handler_cancellation)
+            self.record.client_left = True
+            raise
         return self.response
 
     async def _stream(self) -> None:
@@ -999,6 +1019,91 @@ async def clear_requests(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+# --------------------------------------------------------------------------------------------
+# Embeddings (OpenAI's format) and the OpenAI-compatible endpoints of the other providers
+# --------------------------------------------------------------------------------------------
+
+EMBEDDING_DIMENSIONS = 1536  # text-embedding-3-small's default
+MAX_EMBEDDING_DIMENSIONS = 8192
+# Where Anthropic and Gemini serve their OpenAI-compatible API, below their simulator prefix
+# (as the real ones do: api.anthropic.com/v1/chat/completions,
+# generativelanguage.googleapis.com/v1beta/openai/chat/completions).
+OPENAI_COMPATIBLE_BASES = {"openai_compatible": "", "anthropic": "/v1", "gemini": "/v1beta/openai"}
+
+
+def embedding_vector(model: str, text: str, dimensions: int) -> list[float]:
+    """A deterministic unit vector for (model, text): the same input always embeds the same."""
+    seed = int.from_bytes(hashlib.sha256(f"{model}\x00{text}".encode()).digest()[:8], "big")
+    rng = random.Random(seed)
+    values = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+    norm = sum(v * v for v in values) ** 0.5 or 1.0
+    return [v / norm for v in values]
+
+
+def _embedding_inputs(value: Any) -> list[str]:
+    """OpenAI's `input`: a string, a list of strings, a list of token ids or a list of such lists
+    (token ids are embedded as their decimal text)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value:
+        if all(isinstance(item, str) for item in value):
+            return value
+        if all(isinstance(item, int) for item in value):
+            return [" ".join(map(str, value))]
+        if all(isinstance(item, list) and all(isinstance(t, int) for t in item) for item in value):
+            return [" ".join(map(str, item)) for item in value]
+    raise bad_request("'input' must be a non-empty string, array of strings or array of token arrays")
+
+
+def _embedding(model: str, text: str, index: int, dimensions: int, encoding: str) -> JSON:
+    vector = embedding_vector(model, text, dimensions)
+    data: Any = vector
+    if encoding == "base64":  # little-endian float32, as OpenAI sends it
+        data = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+    return {"object": "embedding", "index": index, "embedding": data}
+
+
+def _parse_embeddings(body: JSON) -> tuple[str, list[str], int, str]:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad_request("you must provide a model parameter")
+    dimensions = body.get("dimensions", EMBEDDING_DIMENSIONS)
+    if isinstance(dimensions, bool) or not isinstance(dimensions, int) or not 1 <= dimensions <= MAX_EMBEDDING_DIMENSIONS:
+        raise bad_request(f"'dimensions' must be an integer from 1 to {MAX_EMBEDDING_DIMENSIONS}")
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        raise bad_request("'encoding_format' must be 'float' or 'base64'")
+    return model, _embedding_inputs(body.get("input")), dimensions, encoding
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    """POST …/embeddings: the model's profile gives the latency (ttft_ms) and any status fault."""
+    received_ns, start_ns = time.time_ns(), time.monotonic_ns()
+    fmt = FORMATS["openai_compatible"]
+    state = request.app[STATE]
+    record = state.open_record(fmt.kind, received_ns)
+    try:
+        fmt.authenticate(request)
+        model, texts, dimensions, encoding = _parse_embeddings(await _read_json(request))
+        record.model = model
+        record.prompt_tokens = sum(count_words(text) for text in texts)
+        profile = state.profiles.get(model)
+        if profile is None:
+            raise SimFailure(Failure(404, model=model))
+        fault = state.fault_for(model, profile)
+        record.fault = fault.kind if fault else None
+        if fault is not None and fault.kind == "status":
+            raise SimFailure(Failure(fault.status_code, model, retry_after=fault.retry_after))
+    except SimFailure as exc:
+        return _error_response(fmt, exc.failure, record)
+    await _sleep_until(start_ns + int(profile.ttft_ms * 1_000_000))
+    data = [_embedding(model, text, i, dimensions, encoding) for i, text in enumerate(texts)]
+    record.note_full(0, 0, time.time_ns())
+    usage = {"prompt_tokens": record.prompt_tokens, "total_tokens": record.prompt_tokens}
+    body = {"object": "list", "data": data, "model": model, "usage": usage}
+    return web.json_response(body, headers=_sim_headers(record))
+
+
 def build_app(profiles: dict[str, ModelProfile] | None = None) -> web.Application:
     """The simulator as an aiohttp application; `profiles` replaces DEFAULT_PROFILES if given."""
     app = web.Application()
@@ -1007,6 +1112,12 @@ def build_app(profiles: dict[str, ModelProfile] | None = None) -> web.Applicatio
         prefix = base_url_for("", kind)
         app.router.add_post(prefix + fmt.generate_path, generate_handler(fmt))
         app.router.add_get(prefix + fmt.models_path, models_handler(fmt))
+    openai_format = FORMATS["openai_compatible"]
+    for kind, below in OPENAI_COMPATIBLE_BASES.items():
+        base = base_url_for("", kind) + below
+        if kind != openai_format.kind:
+            app.router.add_post(base + openai_format.generate_path, generate_handler(openai_format))
+        app.router.add_post(base + "/embeddings", embeddings)
     app.router.add_get("/_sim/requests", list_requests)
     app.router.add_delete("/_sim/requests", clear_requests)
     return app
@@ -1091,6 +1202,17 @@ class SimulatedProvider:
 
     def clear_requests(self) -> None:
         self._call(self._clear())
+
+    def reset(self, profiles: dict[str, ModelProfile] | None = None) -> None:
+        """Back to a fresh state between tests: these profiles (or the current ones), an empty
+        request log and every-nth fault counters from zero."""
+        self._call(self._reset(dict(profiles) if profiles is not None else None))
+
+    async def _reset(self, profiles: dict[str, ModelProfile] | None) -> None:
+        if profiles is not None:
+            self._state.profiles = profiles
+        self._state.log.clear()
+        self._state.reset_counters()
 
     async def _clear(self) -> None:
         self._state.log.clear()

@@ -21,6 +21,9 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+ASYNC_MAX_CONNECTIONS = 256
+ASYNC_POOL_TIMEOUT_S = 10.0
+
 _lock = threading.Lock()
 _fake_server: fakeredis.FakeServer | None = None
 _sync: redis.Redis | None = None
@@ -58,7 +61,14 @@ def async_client() -> aioredis.Redis:
     client = _async.get(loop)
     if client is None:
         if is_shared():
-            client = aioredis.Redis.from_url(settings.GATEWAY_REDIS_URL, health_check_interval=30)
+            # Under load a request waits for a free connection instead of failing with "Too many
+            # connections" (the default pool refuses past 100: 64 concurrent callers each holding
+            # one for admission and one for the breaker reads are past it).
+            pool = aioredis.BlockingConnectionPool.from_url(
+                settings.GATEWAY_REDIS_URL, max_connections=ASYNC_MAX_CONNECTIONS, timeout=ASYNC_POOL_TIMEOUT_S,
+                health_check_interval=30,
+            )
+            client = aioredis.Redis(connection_pool=pool)
         else:
             client = fakeredis.FakeAsyncRedis(server=_server())
         _async[loop] = client
