@@ -1,13 +1,13 @@
 # syntax=docker/dockerfile:1
-# Pulse production image: web (gunicorn), Celery worker and beat, the gateway (granian) and its
+# Pulse production image: web (gunicorn), Celery worker and beat, the gateway (uvicorn) and its
 # call-stream consumer all run from it.
 #
 #   docker build -t pulse .
 #   docker run --env-file prod.env -p 8000:8000 pulse                    # web
 #   docker run --env-file prod.env pulse celery -A config worker         # worker
 #   docker run --env-file prod.env pulse celery -A config beat           # beat (exactly one)
-#   docker run --env-file prod.env -e GRANIAN_WORKERS=2 -p 8001:8001 pulse granian --interface asgi \
-#       --host 0.0.0.0 --port 8001 --loop uvloop --http 1 --no-access-log config.asgi:application  # gateway
+#   docker run --env-file prod.env -p 8001:8001 pulse \
+#       python manage.py run_gateway --host 0.0.0.0 --port 8001 --workers 2      # gateway
 #   docker run --env-file prod.env pulse python manage.py gateway_consumer        # its consumer
 #
 # Runtime configuration is environment only (see README.md, "Configuration"). The image holds no
@@ -76,7 +76,7 @@ RUN export PULSE_ENV=production DEBUG=false \
     && python -c "import json, sys; m = json.load(open('staticfiles/CACHE/manifest.json')); sys.exit(0 if m else 'compress wrote no blocks')"
 
 USER pulse:pulse
-# 8000: web (gunicorn); 8001: the gateway (granian, when the command runs it).
+# 8000: web (gunicorn); 8001: the gateway (uvicorn, when the command runs it).
 EXPOSE 8000 8001
 
 # /health checks the database, Redis and the broker. Host is the first ALLOWED_HOSTS entry so

@@ -14,8 +14,9 @@ What runs, all on this machine (loopback only; every loop is bounded in count an
   (Pulse's simulator stamps, logs and paces every chunk).
 - straight: the load generator calls the upstream directly. This is the baseline.
 - pulse: Pulse's gateway started the way production runs it (`config.asgi:application` under
-  granian with one worker per core, as in docker-compose.yml; `--servers uvicorn,granian` adds
-  uvicorn with uvloop + httptools, the measurement granian was chosen by), against a throwaway
+  uvicorn with uvloop + httptools and one worker per core, as `manage.py run_gateway` does in
+  docker-compose.yml; `--servers uvicorn,granian` adds granian, the measurement uvicorn was
+  chosen by), against a throwaway
   PostgreSQL database and its own Redis key prefix, with a project, a gateway token, a
   connection to the upstream, a route, a project rate limit far above what the bench sends
   (so every call goes through the atomic limit step without being refused), and the call
@@ -55,6 +56,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import random
@@ -382,14 +384,16 @@ print(raw, project.id)
     def server_command(self, server: str, port: int) -> list[str]:
         workers = str(self.args.workers)
         if server == "uvicorn":
-            return [PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-                    "--workers", workers, "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-                    "--log-level", "warning"]
+            # What Procfile.dev and docker-compose.yml run: uvicorn, uvloop, httptools, no access log.
+            return [PYTHON, "manage.py", "run_gateway", "--port", str(port), "--workers", workers]
         if server == "granian":
-            # As docker-compose.yml runs it.
+            if importlib.util.find_spec("granian") is None:
+                raise SystemExit("granian is not installed (Pulse serves the gateway with uvicorn); for the "
+                                 "comparison: .venv/bin/pip install granian==2.8.9")
             return [PYTHON, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
                     "--workers", workers, "--loop", "uvloop", "--http", "1", "--no-access-log",
-                    "--respawn-failed-workers", "--log-level", "warning", "config.asgi:application"]
+                    "--respawn-failed-workers", "--log-level", "warning", *self.args.granian_args.split(),
+                    "config.asgi:application"]
         raise SystemExit(f"unknown ASGI server {server!r} (uvicorn or granian)")
 
     def start_server(self, server: str) -> Target:
@@ -696,8 +700,9 @@ def main() -> int:
                         help="measured requests per target and mode at 1 client (x4 at 16, x6 at 64 clients)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds the requests are split into")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes of each proxy")
-    parser.add_argument("--servers", default="granian",
-                        help="ASGI servers to run Pulse under, comma-separated: granian (production), uvicorn")
+    parser.add_argument("--servers", default="uvicorn",
+                        help="ASGI servers to run Pulse under, comma-separated: uvicorn (production), granian")
+    parser.add_argument("--granian-args", default="", help="extra granian options, e.g. '--runtime-mode mt'")
     parser.add_argument("--hard-budget", action="store_true",
                         help="a hard budget (never reached) on Pulse's project: every call reserves and settles")
     parser.add_argument("--litellm-version", default=LITELLM_VERSION)
