@@ -1,10 +1,14 @@
 # syntax=docker/dockerfile:1
-# Pulse production image: web (gunicorn), Celery worker and beat all run from it.
+# Pulse production image: web (gunicorn), Celery worker and beat, the gateway (uvicorn) and its
+# call-stream consumer all run from it.
 #
 #   docker build -t pulse .
 #   docker run --env-file prod.env -p 8000:8000 pulse                    # web
 #   docker run --env-file prod.env pulse celery -A config worker         # worker
 #   docker run --env-file prod.env pulse celery -A config beat           # beat (exactly one)
+#   docker run --env-file prod.env -p 8001:8001 pulse \
+#       python manage.py run_gateway --host 0.0.0.0 --port 8001 --workers 2      # gateway
+#   docker run --env-file prod.env pulse python manage.py gateway_consumer        # its consumer
 #
 # Runtime configuration is environment only (see README.md, "Configuration"). The image holds no
 # secret: the keys used while collecting static files are throwaway values made inside one RUN.
@@ -72,7 +76,8 @@ RUN export PULSE_ENV=production DEBUG=false \
     && python -c "import json, sys; m = json.load(open('staticfiles/CACHE/manifest.json')); sys.exit(0 if m else 'compress wrote no blocks')"
 
 USER pulse:pulse
-EXPOSE 8000
+# 8000: web (gunicorn); 8001: the gateway (uvicorn, when the command runs it).
+EXPOSE 8000 8001
 
 # /health checks the database, Redis and the broker. Host is the first ALLOWED_HOSTS entry so
 # Django accepts the request; X-Forwarded-Proto keeps SECURE_SSL_REDIRECT from redirecting it.

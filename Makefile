@@ -1,11 +1,13 @@
 # Pulse: two commands do everything on a fresh machine.
-#   make run   - install, migrate, seed demo data, start web + Celery worker + beat (Ctrl-C stops all)
+#   make run   - install, migrate, seed demo data, start web + Celery worker + beat + the gateway
+#                and its consumer + the simulated provider (Ctrl-C stops all)
 #   make test  - install dev dependencies, make sure PostgreSQL and Redis are up, run the whole suite
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 PULSE_PORT ?= 8000
-export PULSE_PORT
+PULSE_GATEWAY_PORT ?= 8001
+export PULSE_PORT PULSE_GATEWAY_PORT
 
 .PHONY: run test install install-dev services lint migrations-check deploy-check clean
 
@@ -31,7 +33,8 @@ run: install
 	$(BIN)/python manage.py seed_benchmark_demo
 	$(BIN)/python manage.py seed_alerts_demo
 	$(BIN)/python manage.py seed_gateway_demo
-	@echo "Pulse is starting on http://127.0.0.1:$(PULSE_PORT)/ (web, worker and beat; Ctrl-C stops all)"
+	@echo "Pulse is starting on http://127.0.0.1:$(PULSE_PORT)/ (web, worker, beat, simulator; Ctrl-C stops all)"
+	@echo "The gateway (OpenAI-compatible, base_url) is http://127.0.0.1:$(PULSE_GATEWAY_PORT)/v1"
 	$(BIN)/honcho start -f Procfile.dev
 
 services:

@@ -1,5 +1,5 @@
-"""Deployment: docker-compose.yml, the Dockerfile, .dockerignore, production settings that refuse
-to start, and the README's configuration table.
+"""Deployment: docker-compose.yml, the Dockerfile, .dockerignore, Procfile.dev, production settings
+that refuse to start, and the README's configuration table.
 
 Docker cannot run here, so the files are checked by reading them (PyYAML for compose) and by
 running, outside Docker, the same commands and settings they use.
@@ -32,9 +32,10 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 SETTINGS_FILE = ROOT / "config" / "settings.py"
 README = ROOT / "README.md"
+PROCFILE = ROOT / "Procfile.dev"
 
-APP_SERVICES = ("migrate", "web", "worker", "beat")
-LONG_RUNNING_APP_SERVICES = ("web", "worker", "beat")
+APP_SERVICES = ("migrate", "web", "worker", "beat", "gateway", "gateway-consumer")
+LONG_RUNNING_APP_SERVICES = ("web", "worker", "beat", "gateway", "gateway-consumer")
 # What a production process needs from its environment: the two secrets (settings refuse to
 # start without them), hosts and origins, the shared database and Redis (without them each
 # container would get its own SQLite file and a filesystem broker), and a way to send email.
@@ -172,9 +173,11 @@ def django_setup(env: dict[str, str]) -> subprocess.CompletedProcess:
 # ---------------------------------------------------------------------------------------------
 # docker-compose.yml
 # ---------------------------------------------------------------------------------------------
-def test_compose_has_web_worker_beat_postgres_redis_and_a_mail_catcher():
+def test_compose_has_web_worker_beat_gateway_postgres_redis_and_a_mail_catcher():
     found = services()
-    assert set(found) == {"migrate", "web", "worker", "beat", "postgres", "redis", "mailpit"}
+    assert set(found) == {
+        "migrate", "web", "worker", "beat", "gateway", "gateway-lb", "gateway-consumer", "postgres", "redis", "mailpit",
+    }
     assert found["postgres"]["image"].startswith("postgres:16")
     assert found["redis"]["image"].startswith("redis:7")
     assert found["mailpit"]["image"].startswith("axllent/mailpit")
@@ -182,9 +185,13 @@ def test_compose_has_web_worker_beat_postgres_redis_and_a_mail_catcher():
     for name in APP_SERVICES:
         assert found[name]["build"] == ".", name
         assert found[name]["image"] == found["web"]["image"], "all Pulse processes run one image"
-    # The web server is the only app service with a host port: workers scale freely.
+    # The web server is the only app service with a host port: workers, gateways and consumers
+    # scale freely (the gateway's port is published by its load balancer).
     assert "ports" in found["web"]
-    assert all("ports" not in found[name] and "container_name" not in found[name] for name in ("worker", "beat"))
+    assert all(
+        "ports" not in found[name] and "container_name" not in found[name]
+        for name in ("worker", "beat", "gateway", "gateway-consumer")
+    )
 
 
 def test_postgres_and_redis_keep_their_data_in_named_volumes():
@@ -204,8 +211,8 @@ def test_healthchecks():
     assert "/health" in web_check
     worker_check = " ".join(command_words(found["worker"]["healthcheck"]["test"]))
     assert "-A config inspect ping" in worker_check and "$$HOSTNAME" in worker_check
-    # The image's HEALTHCHECK probes HTTP; beat and migrate have no server, so theirs is off.
-    for name in ("beat", "migrate"):
+    # The image's HEALTHCHECK probes HTTP; beat, migrate and the consumer have no server.
+    for name in ("beat", "migrate", "gateway-consumer"):
         assert found[name]["healthcheck"] == {"disable": True}, name
 
 
@@ -339,6 +346,80 @@ def test_commands_reference_modules_that_import():
     assert migrate[:3] == ["python", "manage.py", "migrate"]
     assert "migrate" in get_commands()
 
+    gateway = command_words(found["gateway"]["command"])
+    assert gateway[:3] == ["python", "manage.py", "run_gateway"]
+    assert "run_gateway" in get_commands()
+    assert callable(importlib.import_module("config.asgi").application)
+    workers = gateway[gateway.index("--workers") + 1]
+    assert interpolate(workers, {}) == "2" and interpolate(workers, {"GATEWAY_CONCURRENCY": "4"}) == "4"
+
+    consumer = command_words(found["gateway-consumer"]["command"])
+    assert consumer[:3] == ["python", "manage.py", "gateway_consumer"]
+    assert "gateway_consumer" in get_commands()
+
+
+def _gateway_port() -> str:
+    words = command_words(services()["gateway"]["command"])
+    return words[words.index("--port") + 1]
+
+
+def test_the_gateway_scales_behind_one_load_balanced_port():
+    """`docker compose up --scale gateway=3`: replicas have no host port; gateway-lb (HAProxy)
+    publishes one and finds every replica through Docker's DNS, streaming unbuffered."""
+    spec = compose()
+    lb = spec["services"]["gateway-lb"]
+    assert lb["image"].startswith("haproxy:")
+    (published,) = lb["ports"]
+    assert interpolate(published, {}) == "8001:8001"
+    assert interpolate(published, {"PULSE_GATEWAY_PORT": "9001"}) == "9001:8001"
+    assert lb["depends_on"]["gateway"] == {"condition": "service_healthy"}
+
+    (config,) = lb["configs"]
+    assert config["target"] == "/usr/local/etc/haproxy/haproxy.cfg"
+    haproxy = spec["configs"][config["source"]]["content"]
+    assert re.search(r"^\s*bind :8001$", haproxy, flags=re.MULTILINE)
+    template = re.search(r"server-template (\S+) (\d+) gateway:(\d+) (.*)$", haproxy, flags=re.MULTILINE)
+    assert template, "the backend finds every replica of the gateway service"
+    assert template.group(3) == _gateway_port()
+    assert int(template.group(2)) >= 10 and "resolvers docker" in template.group(4)
+    assert "nameserver dns 127.0.0.11:53" in haproxy, "Docker's embedded DNS"
+    assert "mode http" in haproxy
+    assert "option http-no-delay" in haproxy, "SSE chunks must not wait to be bunched"
+    # A stream may stay silent as long as the gateway allows before HAProxy cuts it.
+    from django.conf import settings
+
+    for name in ("client", "server"):
+        seconds = int(re.search(rf"timeout {name} (\d+)s", haproxy).group(1))
+        assert seconds > settings.GATEWAY_READ_TIMEOUT_S, name
+
+
+def test_the_load_balancer_config_is_valid_haproxy_when_installed(tmp_path):
+    haproxy = shutil.which("haproxy")
+    if haproxy is None:
+        pytest.skip("no haproxy on this machine")
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(compose()["configs"]["gateway-haproxy"]["content"])
+    result = subprocess.run([haproxy, "-c", "-f", str(config)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_redis_keeps_the_call_stream_across_restarts():
+    command = command_words(services()["redis"]["command"])
+    assert command[0] == "redis-server"
+    assert command[command.index("--appendonly") + 1] == "yes"
+
+
+def test_procfile_starts_the_gateway_and_its_consumer():
+    processes = dict(
+        line.split(":", 1) for line in PROCFILE.read_text().splitlines() if line and not line.startswith("#")
+    )
+    gateway = shlex.split(processes["gateway"])
+    assert gateway[:3] == [".venv/bin/python", "manage.py", "run_gateway"]
+    assert gateway[gateway.index("--port") + 1] == "${PULSE_GATEWAY_PORT:-8001}"
+    # Without REDIS_URL the gateway's shared state lives in its one process.
+    assert not any(word.startswith("--workers") for word in gateway)
+    assert shlex.split(processes["gateway-consumer"])[1:] == ["manage.py", "gateway_consumer"]
+
 
 @pytest.mark.django_db(transaction=True)
 def test_the_web_healthcheck_passes_on_a_healthy_server_and_fails_otherwise(live_server):
@@ -354,6 +435,11 @@ def test_the_web_healthcheck_passes_on_a_healthy_server_and_fails_otherwise(live
     assert healthy.returncode == 0, healthy.stderr
     broken = run_python(probe.replace("http://127.0.0.1:8000/health", f"{live_server.url}/no-such-page"), env)
     assert broken.returncode != 0
+
+    # The gateway's container probes the same /health on its own port (config.asgi serves Django too).
+    gateway_probe = command_words(services()["gateway"]["healthcheck"]["test"])
+    assert gateway_probe[:3] == ["CMD", "python", "-c"]
+    assert gateway_probe[3] == probe.replace("127.0.0.1:8000", f"127.0.0.1:{_gateway_port()}")
 
 
 # ---------------------------------------------------------------------------------------------
