@@ -439,6 +439,9 @@ def _gateway_fields(item: Mapping, errors: list) -> dict:
     }
 
 
+GATEWAY_KEY_PREFIX = "gw-"
+
+
 def validate(index: int, item: object, now: datetime, *, trusted: bool = False) -> tuple[_Event | None, list[ItemError]]:
     if not isinstance(item, dict):
         return None, [ItemError(index, "non_field_errors", "Each event must be a JSON object.")]
@@ -476,6 +479,10 @@ def validate(index: int, item: object, now: datetime, *, trusted: bool = False) 
     occurred_at = _timestamp(item, now, errors)
     tags = _tags(item, errors)
     key = _text(item, "idempotency_key", errors, limit=128, required=False)
+    if not trusted and key is not None and key.startswith(GATEWAY_KEY_PREFIX):
+        # The gateway's own keys ("gw-" + request id): an event sent first under one would make
+        # the gateway's record of that call a duplicate, and its spend would vanish.
+        errors.append(("idempotency_key", f"Keys starting with “{GATEWAY_KEY_PREFIX}” are reserved for the gateway."))
     if trusted:
         source = item.get("source", CostEvent.Source.GATEWAY)
         if not isinstance(source, str) or source not in SOURCES:

@@ -75,7 +75,9 @@ def _canonical(value: object) -> object:
         return {k: _canonical(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_canonical(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
+    # 1.0 and 1 ask the same; only within the exact range of floats, which also keeps the int
+    # inside what orjson can write (a body may say 1e300).
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return int(value)
     return value
 

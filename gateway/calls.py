@@ -208,10 +208,6 @@ async def settle_and_record(call: Call, r) -> None:
     if not recorded and call.admission is None:
         return
     upstream = call.upstream
-    if upstream is not None and call.stream is not None and call.status == 502:
-        gateway.forget_breaker(upstream)
-        await breaker.record_failure(gateway.scripts(r), upstream.connection_id, upstream.model,
-                                     "the stream broke after it started", time.time())
     counts = Counts(0, 0, 0, 0, "provider") if _nothing_generated(call) else final_counts(call)
     cost = 0
     if upstream is not None and call.cache_hit is None:
@@ -231,7 +227,11 @@ async def settle_and_record(call: Call, r) -> None:
             breaker.queue_success(pipe, upstream.connection_id, upstream.model, time.time())
         if call.stream is not None and call.ttft_ms is not None:
             breaker.queue_ttft(pipe, upstream.connection_id, upstream.model, call.ttft_ms)
-    await sent
+    await sent  # settled and recorded first: a caller leaving now cancels only what follows
+    if upstream is not None and call.stream is not None and call.status == 502:
+        gateway.forget_breaker(upstream)
+        await breaker.record_failure(gateway.scripts(r), upstream.connection_id, upstream.model,
+                                     "the stream broke after it started", time.time())
     if call.cache_key is not None:
         outcome = "hit" if call.cache_hit is not None else "miss"
         saved = call.cache_hit.cost_micro_usd if call.cache_hit is not None else 0

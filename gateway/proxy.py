@@ -328,7 +328,13 @@ async def prepare(call: Call, r, candidates: list[UpstreamState]) -> dict[routin
     """Admission and the breaker reads, concurrently: one round trip's wait, not two."""
     if not admission_needed(call, candidates):
         return await read_breakers(call, r, candidates)
-    _, live = await asyncio.gather(admit(call, r, candidates), read_breakers(call, r, candidates))
+    # Both finish before either's error is raised: an admission still in flight when the call
+    # ends would hold its reservation until the lease expires.
+    admitted, live = await asyncio.gather(admit(call, r, candidates), read_breakers(call, r, candidates),
+                                          return_exceptions=True)
+    for outcome in (admitted, live):
+        if isinstance(outcome, BaseException):
+            raise outcome
     return live
 
 

@@ -45,6 +45,9 @@ MAX_OUTPUT_TOKENS = 2**31 - 1  # larger is nobody's real limit, only a way to ov
 MAX_END_USER = 256
 MAX_DEPTH = 64  # nesting of arrays and objects in a request body (real requests: under 10)
 MESSAGE_FRAMING_TOKENS = 8  # role and separator tokens per message, generously
+# An image costs tokens out of proportion to its bytes (a URL of 40 bytes can be 1,445 tokens:
+# OpenAI's 2048x4096 high-detail tiling; Anthropic caps an image near 1,600): reserve this each.
+IMAGE_TOKENS = 2_000
 
 
 # -- the caller's request -------------------------------------------------------------------------
@@ -61,6 +64,7 @@ class ClientRequest:
     include_usage: bool = False  # the caller asked for the usage chunk (OpenAI streams only)
     max_output_tokens: int | None = None
     end_user: str = ""
+    raw_size: int = 0  # bytes of the body as received
 
     def prompt_text(self) -> str:
         """The text the prompt is made of (for token estimates when an upstream reports none)."""
@@ -77,11 +81,15 @@ class ClientRequest:
         return estimate_tokens(self.prompt_text())
 
     def max_prompt_tokens(self) -> int:
-        """At least the prompt's tokens, for budget reservations: a byte-level BPE token covers at
-        least one byte of the text, and each message adds a few tokens of framing."""
+        """At least the prompt's tokens, for budget reservations. Bounded by the whole body's
+        bytes, not by the text Pulse recognises in it: tools, tool-call arguments, token-id arrays
+        and any field a provider adds count too (a byte-level BPE token covers at least one byte of
+        text; a token id takes at least two bytes of JSON), plus framing per message and a fixed
+        allowance per image, whose tokens do not follow its bytes."""
         messages = self.body.get("messages")
         framing = MESSAGE_FRAMING_TOKENS * (len(messages) + 1 if isinstance(messages, list) else 1)
-        return len(self.prompt_text().encode("utf-8", "surrogatepass")) + framing
+        size = self.raw_size or len(orjson.dumps(self.body))
+        return size + framing + IMAGE_TOKENS * count_images(self.body)
 
 
 def _texts(node: Any) -> Iterator[str]:
@@ -95,6 +103,19 @@ def _texts(node: Any) -> Iterator[str]:
         for key in ("content", "text", "input", "arguments"):
             if key in node:
                 yield from _texts(node[key])
+
+
+def count_images(node: Any, depth: int = 0) -> int:
+    """Image parts anywhere in a request (OpenAI `image_url`/`input_image`, Anthropic `image`)."""
+    if depth > MAX_DEPTH:
+        return 0
+    if isinstance(node, list):
+        return sum(count_images(item, depth + 1) for item in node)
+    if isinstance(node, dict):
+        kind = node.get("type")
+        own = 1 if isinstance(kind, str) and kind in ("image_url", "input_image", "image") else 0
+        return own + sum(count_images(value, depth + 1) for value in node.values() if isinstance(value, list | dict))
+    return 0
 
 
 def parse_json_object(raw: bytes) -> dict:
@@ -231,7 +252,9 @@ VALIDATORS = {CHAT: validate_chat, EMBEDDINGS: validate_embeddings, MESSAGES: va
 
 
 def validate(endpoint: str, raw: bytes) -> ClientRequest:
-    return VALIDATORS[endpoint](parse_json_object(raw))
+    request = VALIDATORS[endpoint](parse_json_object(raw))
+    request.raw_size = len(raw)
+    return request
 
 
 # -- the upstream request -------------------------------------------------------------------------

@@ -373,3 +373,16 @@ def test_the_tile_appears_once_the_project_uses_the_gateway(client, personas):
     settings_.save()
     Route.objects.create(project=personas.project, name="fast-chat")
     assert tile_text(client.get(url).content.decode()) is not None
+
+
+def test_the_public_api_cannot_take_a_gateway_idempotency_key(personas):
+    """An event sent first under "gw-<request id>" would turn the gateway's record of that call
+    into a duplicate, and its spend would vanish from costs and budgets."""
+    from costs.ingestion import ingest
+
+    item = {"provider": "openai", "model": "gpt-4o", "input_tokens": 1, "output_tokens": 1, "cost_usd": "0",
+            "idempotency_key": "gw-0123456789abcdef"}
+    result = ingest(personas.project, [item])
+    assert [(e.field, e.index) for e in result.errors] == [("idempotency_key", 0)]
+    trusted = ingest(personas.project, [dict(item, source="gateway")], trusted=True)
+    assert not trusted.errors

@@ -275,3 +275,28 @@ def test_under_a_hard_budget_only_priced_upstreams_serve_and_an_unpriced_route_i
         openai_client.chat.completions.create(model="unpriced", messages=[{"role": "user", "content": "hi"}])
     assert error_of(raised.value)["type"] == "insufficient_quota"
     assert [r["model"] for r in simulator.requests()] == ["sim-fast"]
+
+
+@pytest.mark.parametrize("number", ["1e300", "-1e19", "18446744073709551616.0"])
+def test_huge_whole_numbers_in_a_cached_request_are_never_a_500(gateway_world, number):
+    """The cache key canonicalises 1.0 as 1; a 1e300 must not become an int orjson cannot write."""
+    body = ('{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "seed": ' + number + "}").encode()
+    with gateway_world.http() as http:
+        response = http.post("/v1/chat/completions", content=body,
+                             headers={"content-type": "application/json", "x-pulse-cache": "on"})
+    assert response.status_code in (200, 400), response.text
+
+
+def test_a_hard_budget_reserves_for_every_byte_of_the_prompt_not_only_message_text(gateway_world, openai_client):
+    """Tools and tool-call arguments are prompt tokens too: a body of 200 KB of tool text under
+    a budget with room for 50,000 tokens at sim-fast's $1/Mtok input is refused before forwarding."""
+    from alerts.models import Budget
+
+    Budget.objects.create(organization=gateway_world.org, project=gateway_world.project, name="small",
+                          amount="0.05", enforcement=Budget.Enforcement.HARD)
+    tool = {"type": "function", "function": {"name": "lookup", "description": "x " * 100_000,
+                                             "parameters": {"type": "object", "properties": {}}}}
+    with pytest.raises(openai.RateLimitError) as raised:
+        openai_client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, tools=[tool], max_tokens=10)
+    assert error_of(raised.value)["code"] == "budget_exceeded"
+    assert gateway_world.simulator.requests() == []
