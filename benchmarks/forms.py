@@ -27,6 +27,22 @@ class SecretKeyForm(forms.ModelForm):
     )
     clear_api_key = forms.BooleanField(required=False, help_text="Remove the stored key.")
 
+    def describe_key_fields(self, *, without_key: str) -> None:
+        """Label the key fields for what is stored now (a new object, a key set, none); removing
+        is offered only when there is a key. `without_key` says what happens then."""
+        key = self.fields["new_api_key"]
+        key.label = "API key"
+        if self.instance.pk is None:
+            del self.fields["clear_api_key"]
+            key.help_text = "Optional (e.g. for a local vLLM or Ollama). Stored encrypted; never shown again."
+        elif self.instance.api_key:
+            key.help_text = "A key is set. Leave blank to keep it; type a new one to replace it."
+            self.fields["clear_api_key"].label = "Remove the stored key"
+            self.fields["clear_api_key"].help_text = without_key
+        else:
+            key.help_text = "No key is stored. Stored encrypted; never shown again."
+            del self.fields["clear_api_key"]
+
     def clean(self) -> dict:
         cleaned = super().clean()
         if cleaned.get("clear_api_key") and cleaned.get("new_api_key"):
@@ -95,18 +111,7 @@ class TargetForm(SecretKeyForm):
     def __init__(self, *args: object, organization: Organization, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.instance.organization = organization
-        key = self.fields["new_api_key"]
-        key.label = "API key"
-        if self.instance.pk is None:
-            del self.fields["clear_api_key"]
-            key.help_text = "Optional (e.g. for a local vLLM or Ollama). Stored encrypted; never shown again."
-        elif self.instance.api_key:
-            key.help_text = "A key is set. Leave empty to keep it; type a new one to replace it."
-            self.fields["clear_api_key"].label = "Remove the stored key"
-            self.fields["clear_api_key"].help_text = "Requests are then sent without one."
-        else:
-            key.help_text = "No key is stored. Stored encrypted; never shown again."
-            del self.fields["clear_api_key"]
+        self.describe_key_fields(without_key="Requests are then sent without one.")
 
     def _post_clean(self) -> None:
         super()._post_clean()

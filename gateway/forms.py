@@ -71,18 +71,7 @@ class ConnectionForm(ConnectionKeyRules):
     def __init__(self, *args: object, organization: Organization, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.instance.organization = organization
-        key = self.fields["new_api_key"]
-        key.label = "API key"
-        if self.instance.pk is None:
-            del self.fields["clear_api_key"]
-            key.help_text = "Optional (e.g. for a local vLLM or Ollama). Stored encrypted; never shown again."
-        elif self.instance.api_key:
-            key.help_text = "A key is set. Leave blank to keep it; type a new one to replace it."
-            self.fields["clear_api_key"].label = "Remove the stored key"
-            self.fields["clear_api_key"].help_text = "Calls are then sent without one."
-        else:
-            key.help_text = "No key is stored. Stored encrypted; never shown again."
-            del self.fields["clear_api_key"]
+        self.describe_key_fields(without_key="Calls are then sent without one.")
 
 
 # ---------------------------------------------------------------------------------------------
