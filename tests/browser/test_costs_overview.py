@@ -111,6 +111,8 @@ def test_a_project_without_events_shows_how_to_send_them(open_browser, personas)
     page.wait_for_load_state("networkidle")
     curl = page.get_by_test_id("curl-example").inner_text()
     assert f"/api/v1/events?project={personas.project.uuid}" in curl and "$PULSE_INGEST_TOKEN" in curl
+    sdk = page.get_by_test_id("sdk-example").inner_text()
+    assert "pulse_sdk.instrument(openai.OpenAI())" in sdk and f'base_url="{b.base_url}"' in sdk
     assert page.locator("canvas").count() == 0
     shot(b, "overview-empty-desktop")
     b2 = open_signed_in(open_browser, personas.owner, viewport=MOBILE)
