@@ -22,6 +22,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Union
 
+import httpx
+
 from . import config
 from .context import current_tags
 from .delivery import MAX_BATCH_SIZE, Delivery, Stats
@@ -43,6 +45,20 @@ def _warn_no_key() -> None:
         _no_key_warned = True
         logger.warning("Pulse is disabled: no API key (pass api_key=, set %s, or run `pulse login`). "
                        "Calls are not recorded.", config.API_KEY_ENV)
+
+
+def _unusable(api_key: str, base_url: str) -> str | None:
+    """Why requests with this key or URL could never be sent (None: they can). Checked once,
+    here, rather than failing every batch the same way."""
+    if not api_key.isascii() or not api_key.isprintable() or " " in api_key:
+        return "the API key contains spaces or characters no Pulse token has; copy it again"
+    try:
+        url = httpx.URL(base_url)
+    except (httpx.InvalidURL, ValueError) as error:
+        return f"the base URL {base_url!r} is not a URL ({error})"
+    if url.scheme not in ("http", "https") or not url.host:
+        return f"the base URL {base_url!r} must start with http:// or https:// and name a host"
+    return None
 
 
 def _project(explicit: str | None, credentials: config.Credentials) -> str | None:
@@ -112,11 +128,17 @@ class Client:
         self._delivery: Delivery | None = None
         if not enabled:
             return
-        if not credentials.api_key:
+        api_key = (credentials.api_key or "").strip()  # a pasted token often brings a newline along
+        if not api_key:
             _warn_no_key()
             return
+        problem = _unusable(api_key, self.base_url)
+        if problem:
+            logger.error("Pulse is disabled: %s (from the %s). Calls are not recorded.", problem,
+                         credentials.api_key_from if "API key" in problem else credentials.base_url_from)
+            return
         self._delivery = Delivery(
-            base_url=self.base_url, api_key=credentials.api_key, project=self.project,
+            base_url=self.base_url, api_key=api_key, project=self.project,
             batch_size=batch_size, max_queue_size=max_queue_size, flush_interval=flush_interval,
             timeout=timeout, max_in_flight=max_in_flight, max_retries=max_retries,
             shutdown_timeout=shutdown_timeout,

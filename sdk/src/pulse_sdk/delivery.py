@@ -28,6 +28,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -299,6 +300,7 @@ class Delivery:
     # -- the senders ----------------------------------------------------------------------------
 
     def _start(self) -> None:
+        _hook_multiprocessing_exit()
         with self._lock:
             if self._threads or self._stopping:
                 return
@@ -427,14 +429,16 @@ class Delivery:
             problem = ""
             try:
                 response = self._client().post(self.url, content=body, params=self.params)
-            except retry.RETRYABLE_ERRORS as error:
-                problem = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-            except httpx.HTTPError as error:  # an unusable URL: no retry makes it usable
+            except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL) as error:
+                # The request cannot be made at all (Client checks the URL and key first, so
+                # this is a defence): no retry makes it possible.
                 self._log_failure(type(error), "Pulse: cannot send events to %s (%s); %d events are dropped. "
-                                  "Check PULSE_BASE_URL.", self.url, error, len(events))
+                                  "Check PULSE_BASE_URL and the API key.", self.url, error, len(events))
                 tally.failed += len(events)
                 tally.batches += 1
                 return
+            except retry.RETRYABLE_ERRORS as error:
+                problem = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
             if response is not None:
                 status = response.status_code
                 if status == 413 and len(events) > 1:
@@ -522,8 +526,9 @@ class Delivery:
         suppressed = self._rejection_log.allow()
         if suppressed is None:
             return
-        more = f" ({suppressed} more refused events were not logged)" if suppressed else ""
-        logger.warning("Pulse refused an event (%s): %s. It is not retried; fix what tracks it.%s",
+        more = f" ({suppressed} more refused events were not logged.)" if suppressed else ""
+        reason = reason if reason.endswith(".") else reason + "."
+        logger.warning("Pulse refused an event (%s): %s It is not retried; fix what tracks it.%s",
                        describe(event), reason, more)
 
     def _log_failure(self, kind: Any, message: str, *args: Any) -> None:
@@ -566,6 +571,22 @@ def _register(delivery: Delivery) -> None:
 def _unregister(delivery: Delivery) -> None:
     with _live_lock:
         _live.discard(delivery)
+
+
+_exit_hooked_in: int | None = None  # the process (pid) whose multiprocessing exit flushes
+
+
+def _hook_multiprocessing_exit() -> None:
+    """A multiprocessing child (and a Celery prefork worker: billiard shares multiprocessing's
+    registry) ends with os._exit(), which skips atexit, after running the finalizers registered
+    with multiprocessing.util. The child clears that registry when it starts, so the hook is
+    set here, when the process starts sending, once per process."""
+    global _exit_hooked_in
+    util = sys.modules.get("multiprocessing.util")
+    if util is None or _exit_hooked_in == os.getpid():
+        return
+    _exit_hooked_in = os.getpid()
+    util.Finalize(None, _flush_at_exit, exitpriority=100)
 
 
 def _after_fork_in_child() -> None:

@@ -346,3 +346,27 @@ def test_bad_options_are_refused_when_the_client_is_made():
         Client(api_key="k", batch_size=1001)
     with pytest.raises(ValueError, match="flush_interval"):
         Client(api_key="k", flush_interval=0)
+
+
+def test_a_key_or_url_that_can_never_work_disables_the_client_with_one_clear_error(monkeypatch, caplog):
+    caplog.set_level(logging.WARNING, logger="pulse_sdk")
+    monkeypatch.setenv("PULSE_BASE_URL", "localhost:8000")
+    no_scheme = Client(api_key="pk_live_fine")
+    pasted = Client(api_key="pk_live_with a space", base_url="http://127.0.0.1:8000")
+    assert not no_scheme.enabled and not pasted.enabled
+    assert no_scheme.track(provider="openai", model="gpt-4o-mini") is None
+    first, second = pulse_messages(caplog, logging.ERROR)
+    assert "'localhost:8000' must start with http:// or https://" in first and "(from the environment)" in first
+    assert "API key contains spaces" in second and "(from the argument)" in second
+
+
+def test_a_client_dropped_without_close_still_sends_what_it_holds(pulse):
+    import gc
+
+    client = Client(api_key=pulse.ingest_key, base_url=pulse.url, flush_interval=60)
+    keys = [client.track(provider="openai", model="gpt-4o-mini", input_tokens=n) for n in range(5)]
+    senders = list(client._delivery._threads)
+    del client
+    gc.collect()
+    assert wait_until(lambda: not any(thread.is_alive() for thread in senders), timeout=10)  # sent, then ended
+    assert set(pulse.events().values_list("idempotency_key", flat=True)) == set(keys)
