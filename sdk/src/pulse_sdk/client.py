@@ -27,7 +27,7 @@ import httpx
 from . import config
 from .context import current_tags
 from .delivery import MAX_BATCH_SIZE, Delivery, Stats
-from .events import KEY_PREFIX
+from .events import new_idempotency_key
 
 __all__ = ["Client", "Stats", "init", "get_client", "track", "flush"]
 
@@ -104,7 +104,9 @@ class Client:
         max_retries: int = 10,
         shutdown_timeout: float = 5.0,
     ) -> None:
-        """
+        """`api_key` and `base_url` default to PULSE_API_KEY / PULSE_BASE_URL, then to the file
+        `pulse login` wrote. Bad option values raise ValueError here, once; nothing after does.
+
         project: a project's UUID, needed with an organization-wide token (else PULSE_PROJECT).
         flush_interval: seconds an event may wait for its batch to fill before it is sent anyway.
         batch_size: events per request (1 to 1,000, the batch API's limit).
@@ -144,7 +146,8 @@ class Client:
             shutdown_timeout=shutdown_timeout,
         )
         # A client dropped without close() still sends what it holds, then its threads end.
-        weakref.finalize(self, self._delivery.close_soon).atexit = False
+        finalizer = weakref.finalize(self, self._delivery.close_soon)
+        finalizer.atexit = False  # type: ignore[misc]  # (writable, documented; typeshed says otherwise)
 
     @property
     def enabled(self) -> bool:
@@ -184,7 +187,7 @@ class Client:
         if delivery is None:
             return None
         try:
-            key = idempotency_key or KEY_PREFIX + os.urandom(12).hex()
+            key = idempotency_key or new_idempotency_key()
             if timestamp is None:
                 timestamp = time.time()
             elif isinstance(timestamp, datetime):

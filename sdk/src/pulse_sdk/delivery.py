@@ -123,8 +123,9 @@ def _server_message(response: httpx.Response) -> str:
         text = response.text.strip()
         return text[:200] if text else response.reason_phrase
     if isinstance(data, dict):
-        if isinstance(data.get("detail"), str):
-            return data["detail"]
+        detail = data.get("detail")
+        if isinstance(detail, str):
+            return detail
         parts = []
         for name, messages in data.items():
             if isinstance(messages, list):
@@ -408,11 +409,11 @@ class Delivery:
             )
             with self._lock:
                 if self._http is None:
-                    self._http, fresh = fresh, None  # type: ignore[assignment]
+                    self._http = fresh
+                else:
+                    fresh.close()  # another sender made one meanwhile (nothing sent on it)
                 http = self._http
-            if fresh is not None:
-                fresh.close()
-        return http  # type: ignore[return-value]
+        return http
 
     def _send(self, events: list[Event], tally: _Tally) -> None:
         """POSTs `events` until the server settles them, splitting the batch on 413."""

@@ -370,3 +370,23 @@ def test_a_client_dropped_without_close_still_sends_what_it_holds(pulse):
     gc.collect()
     assert wait_until(lambda: not any(thread.is_alive() for thread in senders), timeout=10)  # sent, then ended
     assert set(pulse.events().values_list("idempotency_key", flat=True)) == set(keys)
+
+
+def test_in_asyncio_each_task_tracks_with_its_own_tags(pulse):
+    import asyncio
+
+    client = Client(api_key=pulse.ingest_key, base_url=pulse.url, flush_interval=60)
+
+    async def handle(user: str) -> None:
+        with pulse_sdk.tags(user=user):
+            for _ in range(3):
+                await asyncio.sleep(0)  # the other task runs in between
+                client.track(provider="openai", model="gpt-4o-mini")
+
+    async def main() -> bool:
+        await asyncio.gather(handle("u-1"), handle("u-2"))
+        return await asyncio.to_thread(client.flush, 10)  # flush() blocks: not on the loop
+
+    assert asyncio.run(main())
+    assert sorted(pulse.events().values_list("tags__user", flat=True)) == ["u-1"] * 3 + ["u-2"] * 3
+    client.close()
