@@ -180,7 +180,13 @@ class Delivery:
         self._urgent = 0  # flush() calls waiting: send partial batches now
         self._idle = 0  # senders waiting for work
         self._due: float | None = None  # when the oldest waiting event must go
-        self._enqueued = self._settled = 0
+        # Events are numbered in the order they are queued and taken in that order, so "every
+        # event queued before" is "every number below": flush() waits until the lowest number
+        # not yet settled (the first of a batch in a request, else the next to take) is past
+        # its target. A count of settled events would not do: with two requests in flight a
+        # later batch can settle before an earlier one.
+        self._enqueued = self._taken = self._settled = 0
+        self._in_flight: set[int] = set()  # the first number of each batch being sent
         self._refused_at_put = self._lost = 0
         self._sent = self._duplicates = self._rejected = self._failed = 0
         self._retried = self._batches = 0
@@ -231,7 +237,7 @@ class Delivery:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             target = self._enqueued
-            if self._settled >= target:
+            if self._unsettled_from() >= target:
                 return True
             if threading.current_thread() in self._threads:
                 return False  # a sender waiting for itself would wait forever
@@ -242,7 +248,7 @@ class Delivery:
                 self._send_inline(deadline)  # no sender (it could not be started): do its job here
             with self._lock:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                return self._settled_cv.wait_for(lambda: self._settled >= target, remaining)
+                return self._settled_cv.wait_for(lambda: self._unsettled_from() >= target, remaining)
         finally:
             with self._lock:
                 self._urgent -= 1
@@ -262,6 +268,7 @@ class Delivery:
             left = len(self._queue)
             if left:
                 self._queue.clear()
+                self._taken += left
                 self._lost += left
                 self._settle_locked(left)
             self._work.notify_all()
@@ -322,10 +329,10 @@ class Delivery:
             self._running += 1
         try:
             while True:
-                batch = self._next_batch()
-                if batch is None:
+                taken = self._next_batch()
+                if taken is None:
                     return
-                self._deliver(batch)
+                self._deliver(*taken)
         finally:
             with self._lock:
                 self._running -= 1
@@ -334,7 +341,7 @@ class Delivery:
             if http is not None:
                 http.close()
 
-    def _next_batch(self) -> list[Event] | None:
+    def _next_batch(self) -> tuple[int, list[Event]] | None:
         """The next batch to send, once one is due; None when the senders should end."""
         with self._lock:
             while True:
@@ -357,7 +364,8 @@ class Delivery:
                 finally:
                     self._idle -= 1
 
-    def _take_locked(self, waiting: int) -> list[Event]:
+    def _take_locked(self, waiting: int) -> tuple[int, list[Event]]:
+        """The next batch and the number of its first event, now in flight."""
         queue = self._queue
         if waiting <= self.batch_size:
             batch = list(queue)
@@ -366,7 +374,14 @@ class Delivery:
         else:
             popleft = queue.popleft
             batch = [popleft() for _ in range(self.batch_size)]
-        return batch
+        first = self._taken
+        self._taken += len(batch)
+        self._in_flight.add(first)
+        return first, batch
+
+    def _unsettled_from(self) -> int:
+        """The number of the first event not settled yet (all before it are)."""
+        return min(self._in_flight) if self._in_flight else self._taken
 
     def _send_inline(self, deadline: float | None) -> None:
         while deadline is None or time.monotonic() < deadline:
@@ -374,10 +389,10 @@ class Delivery:
                 waiting = len(self._queue)
                 if not waiting:
                     return
-                batch = self._take_locked(waiting)
-            self._deliver(batch)
+                taken = self._take_locked(waiting)
+            self._deliver(*taken)
 
-    def _deliver(self, batch: list[Event]) -> None:
+    def _deliver(self, first: int, batch: list[Event]) -> None:
         tally = _Tally()
         try:
             self._send(batch, tally)
@@ -392,6 +407,7 @@ class Delivery:
             self._failed += tally.failed
             self._lost += tally.dropped
             self._batches += tally.batches
+            self._in_flight.discard(first)
             self._settle_locked(len(batch))
 
     def _settle_locked(self, count: int) -> None:

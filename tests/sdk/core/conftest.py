@@ -29,6 +29,7 @@ from tests.gateway.conftest import GatewayProcess
 from ..conftest import LivePulse
 
 DROP_ANSWER = "drop-answer"
+SLOW = "slow"
 
 
 def assert_accounted(stats: Stats) -> None:
@@ -49,13 +50,14 @@ def wait_until(condition, *, timeout: float = 30.0, interval: float = 0.01) -> b
 class FaultProxy:
     """An HTTP server in front of the live Pulse that forwards each request, except when told
     otherwise for the next ones (`inject`): DROP_ANSWER forwards the request (Pulse stores the
-    batch) and closes the connection without answering; a status code answers with it (and
-    `headers`) without forwarding. `seen` records each request: (monotonic time, what was done)."""
+    batch) and closes the connection without answering; SLOW waits `slow_s` seconds first; a
+    status code answers with it (and `headers`) without forwarding. `seen` records each request: (monotonic time, what was done)."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.faults: deque[tuple[str | int, dict[str, str]]] = deque()
         self.seen: list[tuple[float, str | int]] = []
+        self.slow_s = 1.0
         self._http = httpx.Client(timeout=60.0)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -84,6 +86,8 @@ class FaultProxy:
                 if isinstance(fault, int):
                     self._answer(fault, b'{"detail": "Injected by the test."}', "application/json", extra_headers)
                     return
+                if fault == SLOW:
+                    time.sleep(proxy.slow_s)
                 forwarded = {name: self.headers[name] for name in ("Authorization", "Content-Type", "User-Agent")
                              if self.headers.get(name)}
                 response = proxy._http.post(proxy.upstream + self.path, content=body, headers=forwarded)

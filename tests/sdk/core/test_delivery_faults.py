@@ -4,6 +4,7 @@ client accepted is stored exactly once, or counted and logged as not delivered."
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import pytest
@@ -12,7 +13,7 @@ from pulse_sdk import delivery as delivery_module
 
 from tests.gateway.conftest import free_port
 
-from .conftest import DROP_ANSWER, assert_accounted, wait_until
+from .conftest import DROP_ANSWER, SLOW, assert_accounted, wait_until
 
 
 @pytest.fixture
@@ -147,3 +148,29 @@ def test_close_gives_up_after_its_timeout_when_pulse_is_unreachable(sdk_logs):
     assert_accounted(stats)
     lost = [m for m in pulse_messages(sdk_logs) if "not delivered" in m]
     assert len(lost) == 1 and lost[0].startswith("Pulse: 10 events were not delivered before close() returned")
+
+
+def test_flush_waits_for_an_earlier_batch_even_when_later_ones_settle_first(pulse, fault_proxy):
+    fault_proxy.slow_s = 1.5
+    fault_proxy.inject(SLOW)  # the first request takes 1.5 s; the other sender carries on meanwhile
+    client = Client(api_key=pulse.ingest_key, base_url=fault_proxy.url, batch_size=10, flush_interval=60)
+    first = [client.track(provider="openai", model="gpt-4o-mini", input_tokens=n) for n in range(10)]
+    assert wait_until(lambda: len(fault_proxy.seen) == 1)  # a sender holds them, in the slow request
+    before_flush = first + [client.track(provider="openai", model="gpt-4o-mini") for _ in range(5)]
+    outcome: dict[str, object] = {}
+
+    def flush_and_look() -> None:
+        outcome["flushed"] = client.flush(timeout=10)
+        outcome["stored"] = set(stored_keys(pulse))
+
+    flusher = threading.Thread(target=flush_and_look)
+    flusher.start()
+    assert wait_until(lambda: client._delivery._urgent == 1)  # flush() has counted what it waits for
+    # Tracked after flush() began: the free sender sends these (and the 5) while the first batch is slow.
+    for _ in range(10):
+        client.track(provider="openai", model="gpt-4o-mini")
+    flusher.join(timeout=15)
+    assert outcome["flushed"] is True
+    assert set(before_flush) <= outcome["stored"]  # flush() returned only once all 15 were stored
+    assert client.flush(10) and pulse.events().count() == 25
+    client.close()
