@@ -167,7 +167,10 @@ class Delivery:
 
     def _reset(self) -> None:
         """Fresh state: at construction, and in a child process after fork()."""
-        self._lock = threading.Lock()
+        # Reentrant: code that runs in the middle of other code in the same thread can come back
+        # here holding it, e.g. a signal handler that tracks, or the garbage collector running a
+        # dropped Client's finalizer (close_soon) inside a sender's critical section.
+        self._lock = threading.RLock()
         self._work = threading.Condition(self._lock)  # senders wait here for events
         self._settled_cv = threading.Condition(self._lock)  # flush() waits here
         self._stop = threading.Event()  # close() gave up waiting: stop retrying

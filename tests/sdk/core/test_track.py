@@ -390,3 +390,14 @@ def test_in_asyncio_each_task_tracks_with_its_own_tags(pulse):
     assert asyncio.run(main())
     assert sorted(pulse.events().values_list("tags__user", flat=True)) == ["u-1"] * 3 + ["u-2"] * 3
     client.close()
+
+
+def test_tracking_from_code_that_interrupts_the_client_does_not_deadlock(pulse):
+    # A signal handler that tracks can run in the middle of track() in the same thread; the
+    # garbage collector can finalize a dropped client inside a sender's critical section.
+    client = Client(api_key=pulse.ingest_key, base_url=pulse.url, flush_interval=60)
+    with client._delivery._lock:  # where the interrupted call was
+        key = client.track(provider="openai", model="gpt-4o-mini")
+        client._delivery.close_soon()
+    assert key is not None and client.flush(10)
+    assert pulse.events().get().idempotency_key == key
