@@ -13,6 +13,7 @@ counters account for every event.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -36,6 +37,11 @@ def assert_accounted(stats: Stats) -> None:
     """Every tracked event is in exactly one bucket."""
     settled = stats.queued + stats.sent + stats.duplicates + stats.rejected + stats.failed + stats.dropped
     assert stats.tracked == settled, stats
+
+
+def pulse_messages(caplog: pytest.LogCaptureFixture, level: int = logging.WARNING) -> list[str]:
+    """What the SDK logged at `level` or above (with the `sdk_logs` fixture: down to DEBUG)."""
+    return [r.getMessage() for r in caplog.records if r.name == "pulse_sdk" and r.levelno >= level]
 
 
 def wait_until(condition, *, timeout: float = 30.0, interval: float = 0.01) -> bool:
@@ -111,6 +117,12 @@ class FaultProxy:
                 pass
 
         return Handler
+
+
+@pytest.fixture
+def sdk_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger="pulse_sdk")
+    return caplog
 
 
 @pytest.fixture(autouse=True)

@@ -7,23 +7,12 @@ import logging
 import threading
 import time
 
-import pytest
 from pulse_sdk import Client, Stats
 from pulse_sdk import delivery as delivery_module
 
 from tests.gateway.conftest import free_port
 
-from .conftest import DROP_ANSWER, SLOW, assert_accounted, wait_until
-
-
-@pytest.fixture
-def sdk_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.DEBUG, logger="pulse_sdk")
-    return caplog
-
-
-def pulse_messages(caplog: pytest.LogCaptureFixture, level: int = logging.WARNING) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "pulse_sdk" and r.levelno >= level]
+from .conftest import DROP_ANSWER, SLOW, assert_accounted, pulse_messages, wait_until
 
 
 def stored_keys(pulse) -> list[str]:

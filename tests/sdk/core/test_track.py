@@ -16,17 +16,7 @@ from pulse_sdk import client as client_module
 from accounts.models import ApiToken
 from costs.models import CostEvent
 
-from .conftest import assert_accounted, wait_until
-
-
-@pytest.fixture
-def sdk_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.DEBUG, logger="pulse_sdk")
-    return caplog
-
-
-def pulse_messages(caplog: pytest.LogCaptureFixture, level: int = logging.WARNING) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "pulse_sdk" and r.levelno >= level]
+from .conftest import assert_accounted, pulse_messages, wait_until
 
 
 def test_track_then_flush_stores_exactly_the_events_with_their_fields(pulse):
