@@ -14,10 +14,11 @@ so nothing here reads or writes the developer's own `pulse login`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pytest
+from pulse_sdk import delivery as delivery_module
 
 from accounts.models import ApiToken, Project, Role
 from costs.models import CostEvent, CostEventQuerySet
@@ -49,6 +50,17 @@ def _isolated_sdk_config(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PULSE_CONFIG_DIR", str(tmp_path / "pulse-config"))
     for name in ("PULSE_API_KEY", "PULSE_BASE_URL", "PULSE_PROJECT", "PULSE_GATEWAY_URL"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _close_leftover_clients() -> Iterator[None]:
+    """A test that fails half-way leaves its client open: closed here, so that its threads do
+    not retry into the next test, nor try to deliver at the end of the session."""
+    before = set(delivery_module._live)
+    yield
+    for delivery in list(delivery_module._live):
+        if delivery not in before:
+            delivery.close(0)
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ import httpx
 # 408 and 429 are "later"; 5xx is the server's problem. Any other 4xx will fail the same way
 # again (a bad token, a missing scope, a bad request), so it is never retried.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-RETRYABLE_ERRORS = (httpx.TransportError,)  # connect/read/write errors, timeouts, protocol errors
+# Connect/read/write errors, timeouts and a connection the server dropped. Not the rest of
+# httpx.TransportError: an unsupported scheme or a request httpx cannot write fails again.
+RETRYABLE_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
 
 
 def is_retryable_status(status: int) -> bool:

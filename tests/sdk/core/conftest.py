@@ -23,7 +23,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 from pulse_sdk import Stats
-from pulse_sdk import delivery as delivery_module
 
 from tests.gateway.conftest import GatewayProcess
 
@@ -123,17 +122,6 @@ class FaultProxy:
 def sdk_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG, logger="pulse_sdk")
     return caplog
-
-
-@pytest.fixture(autouse=True)
-def _close_leftover_clients() -> Iterator[None]:
-    """A test that fails half-way leaves its client open: closed here, so that its threads do
-    not retry into the next test, nor try to deliver at the end of the session."""
-    before = set(delivery_module._live)
-    yield
-    for delivery in list(delivery_module._live):
-        if delivery not in before:
-            delivery.close(0)
 
 
 @pytest.fixture
