@@ -16,7 +16,7 @@ from .output import bar, decimal, money, out, paint, percent, table
 from .session import Session
 
 SYMBOLS = {"USD": "$", "GBP": "£", "EUR": "€"}
-SCOPE_WORDS = {"organization": "organization", "project": "project", "api_token": "API token"}
+SCOPE_WORDS = {"organization": "organization", "project": "project", "token": "API token"}
 SEVERITY_COLORS = {"critical": "red", "warning": "yellow", "info": "cyan"}
 
 
