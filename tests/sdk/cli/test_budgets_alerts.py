@@ -11,11 +11,11 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
+from pulse_sdk.cli.output import money
 
 from alerts.budgets import BudgetStatus
 from alerts.models import Alert, Budget
 from costs.ingestion import ingest
-from pulse_sdk.cli.output import money
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ has as duplicates: each line is counted exactly once.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -129,8 +130,9 @@ def _open(path: str) -> tuple[IO[bytes], int | None, str]:
     """The file as bytes, its size when known (for the progress bar), and its first bytes."""
     if path == "-":
         stream = sys.stdin.buffer
-        head = stream.peek(64)[:64] if hasattr(stream, "peek") else b""
-        return stream, None, head
+        if not hasattr(stream, "peek"):  # e.g. a BytesIO standing in for stdin
+            stream = io.BufferedReader(stream)
+        return stream, None, stream.peek(64)[:64]
     try:
         stream = open(path, "rb")  # noqa: SIM115 (closed by the command)
     except OSError as error:
@@ -231,7 +233,7 @@ def import_(
         progress.close()
         if errors_file is not None:
             errors_file.close()
-        if stream is not sys.stdin.buffer:
+        if file != "-":
             stream.close()
     if as_json:
         out(json.dumps({"file": file, "dry_run": dry_run, "interrupted": interrupted, **tally.as_dict()}, indent=2))

@@ -145,7 +145,7 @@ def read_jsonl(stream: IO[bytes], keys: KeyMaker) -> Iterator[Line]:
         if not raw.strip():
             continue
         try:
-            text = raw.decode("utf-8")
+            text = raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError as error:
             yield Line(number, error=f"not UTF-8 text (byte {error.start + 1})")
             continue
