@@ -4,10 +4,13 @@ that cannot be reached or is not Pulse, a server error, a bad file, a bad option
 
 from __future__ import annotations
 
-import pytest
-from pulse_sdk.api import PulseAPI, ServerError
+import socket
+import subprocess
 
-from .conftest import free_port, one_line_error, run_pulse
+import pytest
+from pulse_sdk.api import PulseAPI, ServerError, Unreachable
+
+from .conftest import PULSE_BIN, free_port, one_line_error, run_pulse
 
 REJECTED = "It may be revoked, expired or mistyped: run `pulse login` with a valid token."
 
@@ -115,3 +118,22 @@ def test_a_bad_option(cli, args, message):
 def test_the_installed_command_fails_in_one_line_too(pulse):
     result = run_pulse("--base-url", pulse.url, "costs")
     assert one_line_error(result) == "Error: Not logged in: run `pulse login` or set PULSE_API_KEY."
+
+
+def test_a_reader_that_leaves_early_is_no_error(pulse):
+    """`pulse costs | true`: the pipe is closed before the table is written; nothing to say about it."""
+    command = f"'{PULSE_BIN}' --base-url {pulse.url} --api-key {pulse.ingest_key} costs --range 90d --by day | true"
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+    assert "Error" not in result.stderr and "Exception" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_server_that_never_answers():
+    """Connected, but silent: the timeout, named, rather than a hang."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # accepts the connection (the backlog), never reads or answers
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        api = PulseAPI("pk_x", url, timeout=0.3, max_attempts=1)
+        with pytest.raises(Unreachable) as caught:
+            api.get("/api/v1/me")
+    assert str(caught.value) == f"Cannot reach Pulse at {url}: no answer within 0.3 s. Set the server with --base-url or PULSE_BASE_URL."

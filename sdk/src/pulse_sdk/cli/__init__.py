@@ -48,8 +48,11 @@ class PulseGroup(click.Group):
             click.echo("Interrupted.", err=True)
             sys.exit(130)
         except OSError as error:
-            if error.errno != errno.EPIPE:  # `pulse costs | head`: the reader left, nothing to say
+            if error.errno != errno.EPIPE:
                 raise
+            # `pulse costs | head`: the reader left; nothing to say, and nothing more to flush
+            # at exit (Python's advice: point stdout at devnull).
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(EXIT_ERROR)
         sys.exit(code if isinstance(code, int) else 0)
 
@@ -60,7 +63,7 @@ class PulseGroup(click.Group):
             raise CliError(error.message) from None
         except ConfigError as error:
             raise CliError(str(error)) from None
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt, BrokenPipeError):
             raise
         except Exception as error:
             if os.environ.get("PULSE_DEBUG"):
