@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -310,3 +311,37 @@ def test_an_anthropic_console_export(cli, pulse, tmp_path):
 def test_source_is_import_and_the_events_are_priced_by_pulse(cli, pulse, jsonl):
     cli("events", "import", str(jsonl))
     assert CostEvent.objects.filter(project=pulse.project, source="import").count() == 4
+
+
+def test_an_import_cut_off_by_the_server_says_what_went_through_and_how_to_finish(cli, pulse, tmp_path):
+    """The token is revoked part-way (any server-side refusal would do): the batches already
+    accepted are summed up, the error follows in one line, and a re-run completes the file."""
+    lines = 200
+    path = tmp_path / "calls.jsonl"
+    path.write_text("".join(json.dumps({"provider": "openai", "model": "m", "input_tokens": n}) + "\n" for n in range(lines)))
+    token, raw = pulse.issue_token(["ingest"])
+
+    def revoke_part_way() -> None:
+        deadline = time.monotonic() + 30
+        while pulse.events().count() < 20 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        token.revoke(by=pulse.personas.owner)
+
+    revoker = threading.Thread(target=revoke_part_way)
+    revoker.start()
+    cut = cli("events", "import", str(path), "--batch-size", "5", key=raw)
+    revoker.join()
+
+    stored = pulse.events().count()
+    assert 20 <= stored < lines
+    assert cut.exit_code == 1
+    assert cut.stdout.startswith(f"Interrupted {path}: ")
+    assert ["accepted", str(stored)] in [line.split() for line in cut.stdout.splitlines()]
+    [error] = cut.stderr.splitlines()
+    assert error.startswith(f"Error: Token rejected by {pulse.url}: This API token has been revoked.")
+    assert error.endswith("run the same command again to finish; what was already sent is not counted twice.")
+
+    again = cli("events", "import", str(path))
+    assert again.exit_code == 0
+    assert [line.split() for line in again.stdout.splitlines()[1:3]] == [["accepted", str(lines - stored)], ["duplicate", str(stored)]]
+    assert pulse.events().count() == lines

@@ -57,7 +57,7 @@ def _describe(me: dict) -> tuple[str, str]:
 def login(session: Session, login_base_url: str | None, token: str | None) -> None:
     """Check an API token with the server and store it for the other commands (mode 0600)."""
     base_url = config.resolve(None, login_base_url or session.base_url).base_url
-    token = _read_token(token)
+    token = _read_token(token if token is not None else session.api_key)
     project, project_from = session.project()
     with PulseAPI(token, base_url, max_attempts=2) as api:
         try:

@@ -101,7 +101,9 @@ def result_line(result: dict) -> str:
     parts = [
         f"TTFT {milliseconds(result.get('ttft_ms'))}", f"{tps:,.1f} tok/s" if tps is not None else "– tok/s",
         f"latency {milliseconds(result.get('total_latency_ms'))}",
-        f"{number(result.get('input_tokens'))}→{number(result.get('output_tokens'))} tokens", cost, str(result.get("status_code") or ""),
+        f"{number(result.get('input_tokens'))}→{number(result.get('output_tokens'))} tokens"
+        if result.get("output_tokens") is not None else "",
+        cost, str(result.get("status_code") or ""),
     ]
     return f"{paint(ok_mark, fg='green')} {name}  " + "  ".join(part for part in parts if part)
 

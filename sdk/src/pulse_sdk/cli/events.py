@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import click
 
-from ..api import BadRequest, PulseAPI, describe_errors, field_errors
+from ..api import ApiError, BadRequest, PulseAPI, describe_errors, field_errors
 from .importing import MAPPINGS, FileFormatError, Line, guess_format, open_lines
 from .output import Progress, money, note, number, out, paint, warn
 from .session import CliError, Session
@@ -206,6 +206,7 @@ def import_(
     tally = Tally()
     progress = Progress(size, label="Importing")
     interrupted = False
+    failure: ApiError | None = None
     try:
         fmt = fmt or guess_format(file, head)
         if fmt == "jsonl" and mapping not in ("auto", "pulse"):
@@ -227,6 +228,10 @@ def import_(
             importer.flush()
         except KeyboardInterrupt:
             interrupted = True
+        except ApiError as error:
+            if not (tally.accepted or tally.duplicates or tally.rejected_events):
+                raise  # nothing went through: the error alone says it
+            failure = error  # after some batches went through: say what they did, then why it stopped
         except FileFormatError as error:
             raise CliError(f"{file}: {error}") from None
     finally:
@@ -235,10 +240,14 @@ def import_(
             errors_file.close()
         if file != "-":
             stream.close()
+    stopped = interrupted or failure is not None
     if as_json:
-        out(json.dumps({"file": file, "dry_run": dry_run, "interrupted": interrupted, **tally.as_dict()}, indent=2))
+        out(json.dumps({"file": file, "dry_run": dry_run, "interrupted": stopped, **tally.as_dict()}, indent=2))
     else:
-        _summary(file, tally, dry_run=dry_run, interrupted=interrupted)
+        _summary(file, tally, dry_run=dry_run, interrupted=stopped)
+    if failure is not None:
+        raise CliError(f"{failure.message} Stopped after line {tally.last_line}: run the same command again to "
+                       "finish; what was already sent is not counted twice.")
     if interrupted:
         warn(f"Stopped after line {tally.last_line}. Run the same command again to finish: what was already "
              "sent is recognised and not counted twice.")
