@@ -64,11 +64,12 @@ def test_progress_is_drawn_on_a_terminal_only(monkeypatch):
     assert drawn.startswith("\r\x1b[2KImporting ██████░░░░░░░░░░░░░░░░░░  25.0% 50 lines") and drawn.endswith("\r\x1b[2K")
 
 
-def run_on_a_terminal(*args: str, env: dict[str, str]) -> str:
-    """The installed command with its stdout on a pseudo-terminal; what it wrote there."""
+def run_on_a_terminal(*args: str, env: dict[str, str], stream: str = "stdout") -> str:
+    """The installed command with its stdout (or stderr) on a pseudo-terminal; what it wrote there."""
     leader, follower = pty.openpty()
     try:
-        process = subprocess.run([str(PULSE_BIN), *args], stdout=follower, stderr=subprocess.PIPE, env={**os.environ, **env}, timeout=30)
+        streams = {"stdout": follower, "stderr": subprocess.PIPE} if stream == "stdout" else {"stdout": subprocess.PIPE, "stderr": follower}
+        process = subprocess.run([str(PULSE_BIN), *args], **streams, env={**os.environ, **env}, timeout=30)
         os.close(follower)
         follower = -1
         chunks = []
@@ -80,7 +81,7 @@ def run_on_a_terminal(*args: str, env: dict[str, str]) -> str:
             if not chunk:
                 break
             chunks.append(chunk)
-        assert process.returncode == 0, process.stderr
+        assert process.returncode == 0, (process.stdout, process.stderr)
         return b"".join(chunks).decode()
     finally:
         os.close(leader)
@@ -153,3 +154,11 @@ def test_csv_numbers_are_typed_and_bad_ones_left_to_the_server():
     event = line.events[0]
     assert (event["input_tokens"], event["latency_ms"], event["cost_usd"], event["streamed"]) == (12, 3.5, "0.10", True)
     assert Decimal(event["cost_usd"]) == Decimal("0.1")
+
+
+def test_the_importers_progress_bar_is_on_stderr_when_it_is_a_terminal(tmp_path):
+    path = tmp_path / "calls.jsonl"
+    path.write_text('{"provider": "openai", "model": "m"}\n' * 2000)
+    drawn = run_on_a_terminal("events", "import", str(path), "--dry-run", env={"TERM": "xterm"}, stream="stderr")
+    assert drawn.startswith("\r\x1b[2KImporting ") and "% 1 lines · 0 new · 0 dup · 0 rejected" in drawn
+    assert drawn.endswith("\r\x1b[2K")  # cleared before the summary

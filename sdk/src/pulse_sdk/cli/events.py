@@ -15,6 +15,8 @@ import json
 import os
 import sys
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import IO, Any
@@ -90,13 +92,35 @@ class Importer:
             if len(self.batch) >= self.batch_size:
                 self.flush()
 
-    def reject(self, number: int, reasons: list[str], events: int = 0) -> None:
+    def run(self, lines: Iterator[Line], progress: Progress, position: Callable[[], int] | None) -> BaseException | None:
+        """Reads every line and sends its events; returns what stopped it early (Ctrl-C, or an
+        error after some batches went through), if anything."""
+        tally = self.tally
+        try:
+            for line in lines:
+                self.add(line)
+                if progress.enabled:
+                    progress.update(position() if position else tally.lines, (
+                        f"{number(tally.lines)} lines · {number(tally.accepted)} new · "
+                        f"{number(tally.duplicates)} dup · {number(tally.rejected_lines)} rejected"))
+            self.flush()
+        except KeyboardInterrupt as interrupt:
+            return interrupt
+        except ApiError as error:
+            if not (tally.accepted or tally.duplicates or tally.rejected_events):
+                raise  # nothing went through: the error alone says it
+            return error  # some batches did: the summary says what they did, then the error why it stopped
+        finally:
+            progress.close()
+        return None
+
+    def reject(self, line_number: int, reasons: list[str], events: int = 0) -> None:
         self.tally.rejected_lines += 1
         self.tally.rejected_events += events
         if len(self.tally.shown) < self.show:
-            self.tally.shown.append((number, reasons))
+            self.tally.shown.append((line_number, reasons))
         if self.errors_file is not None:
-            self.errors_file.write(json.dumps({"line": number, "reasons": reasons}, ensure_ascii=False) + "\n")
+            self.errors_file.write(json.dumps({"line": line_number, "reasons": reasons}, ensure_ascii=False) + "\n")
 
     def flush(self) -> None:
         if not self.batch or self.api is None:
@@ -121,8 +145,8 @@ class Importer:
             if reason not in reasons:
                 reasons.append(reason)
             events_of[line.number] = events_of.get(line.number, 0) + 1
-        for number_, reasons in by_line.items():
-            self.reject(number_, reasons, events_of[number_])
+        for line_number, reasons in by_line.items():
+            self.reject(line_number, reasons, events_of[line_number])
         self.batch, self.owners = [], []
 
 
@@ -202,53 +226,54 @@ def import_(
     rejected (listed with their reasons); 1 the import failed (file, token, server).
     """
     stream, size, head = _open(file)
-    errors_file: IO[str] | None = None
-    tally = Tally()
-    progress = Progress(size, label="Importing")
-    interrupted = False
-    failure: ApiError | None = None
-    try:
+    with _closing(stream, file != "-"), _errors_file(errors_path) as errors_file:
         fmt = fmt or guess_format(file, head)
         if fmt == "jsonl" and mapping not in ("auto", "pulse"):
             raise click.UsageError(f"--mapping {mapping} is for CSV files.")
-        api = None if dry_run else session.api(on_retry=lambda why, wait: progress.update(progress.done, f"retrying in {wait:.1f} s ({why})", force=True))
-        if errors_path:
-            try:
-                errors_file = open(errors_path, "w", encoding="utf-8")  # noqa: SIM115
-            except OSError as error:
-                raise CliError(f"Cannot write {errors_path}: {error.strerror or error}.") from None
+        tally = Tally()
+        progress = Progress(size, label="Importing")
+        api = None if dry_run else session.api(on_retry=lambda why, wait: progress.update(
+            progress.done, f"retrying in {wait:.1f} s ({why})", force=True))
         importer = Importer(api, batch_size, tally, errors_file, show_errors)
         try:
-            for line in open_lines(stream, fmt, mapping):
-                importer.add(line)
-                if progress.enabled:
-                    position = stream.tell() if size else tally.lines
-                    progress.update(position, f"{number(tally.lines)} lines · {number(tally.accepted)} new · "
-                                              f"{number(tally.duplicates)} dup · {number(tally.rejected_lines)} rejected")
-            importer.flush()
-        except KeyboardInterrupt:
-            interrupted = True
-        except ApiError as error:
-            if not (tally.accepted or tally.duplicates or tally.rejected_events):
-                raise  # nothing went through: the error alone says it
-            failure = error  # after some batches went through: say what they did, then why it stopped
+            stopped_by = importer.run(open_lines(stream, fmt, mapping), progress, stream.tell if size else None)
         except FileFormatError as error:
             raise CliError(f"{file}: {error}") from None
+    _report(file, tally, dry_run=dry_run, stopped_by=stopped_by, as_json=as_json)
+
+
+@contextmanager
+def _closing(stream: IO[bytes], close: bool) -> Iterator[None]:
+    try:
+        yield
     finally:
-        progress.close()
-        if errors_file is not None:
-            errors_file.close()
-        if file != "-":
+        if close:
             stream.close()
-    stopped = interrupted or failure is not None
+
+
+@contextmanager
+def _errors_file(path: str | None) -> Iterator[IO[str] | None]:
+    if not path:
+        yield None
+        return
+    try:
+        stream = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+    except OSError as error:
+        raise CliError(f"Cannot write {path}: {error.strerror or error}.") from None
+    with stream:
+        yield stream
+
+
+def _report(file: str, tally: Tally, *, dry_run: bool, stopped_by: BaseException | None, as_json: bool) -> None:
+    """The summary, then the exit code: 1 an error stopped it, 130 Ctrl-C, 3 lines rejected."""
     if as_json:
-        out(json.dumps({"file": file, "dry_run": dry_run, "interrupted": stopped, **tally.as_dict()}, indent=2))
+        out(json.dumps({"file": file, "dry_run": dry_run, "interrupted": stopped_by is not None, **tally.as_dict()}, indent=2))
     else:
-        _summary(file, tally, dry_run=dry_run, interrupted=stopped)
-    if failure is not None:
-        raise CliError(f"{failure.message} Stopped after line {tally.last_line}: run the same command again to "
+        _summary(file, tally, dry_run=dry_run, interrupted=stopped_by is not None)
+    if isinstance(stopped_by, ApiError):
+        raise CliError(f"{stopped_by.message} Stopped after line {tally.last_line}: run the same command again to "
                        "finish; what was already sent is not counted twice.")
-    if interrupted:
+    if stopped_by is not None:
         warn(f"Stopped after line {tally.last_line}. Run the same command again to finish: what was already "
              "sent is recognised and not counted twice.")
         sys.exit(130)
