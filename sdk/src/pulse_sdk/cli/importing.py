@@ -98,12 +98,14 @@ class Occurrences:
             slot = (slot + 1) & mask
 
     def _grow(self) -> None:
-        old = [(key, count) for key, count in zip(self._keys, self._counts) if key]
-        size = len(self._keys) * 2
+        old_keys, old_counts = self._keys, self._counts
+        size = len(old_keys) * 2
         self._keys = array("Q", bytes(8 * size))
-        self._counts = array("I", bytes(self._counts.itemsize * size))
+        self._counts = array("I", bytes(old_counts.itemsize * size))
         mask = size - 1
-        for key, count in old:
+        for key, count in zip(old_keys, old_counts):  # lazily: no list of a million tuples
+            if not key:
+                continue
             slot = key & mask
             while self._keys[slot]:
                 slot = (slot + 1) & mask
