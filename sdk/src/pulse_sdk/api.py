@@ -131,6 +131,15 @@ def describe_errors(errors: Mapping[str, list[str]]) -> str:
     return "; ".join(parts)
 
 
+def bad_request(data: Any) -> BadRequest:
+    errors = field_errors(data)
+    text = describe_errors(errors) or "the server refused the request"
+    if "project" in errors:
+        # An organization-wide token on a project's endpoint: say how the CLI names one.
+        text = f"{text.rstrip('.')} (an organization-wide token: pass --project UUID or set PULSE_PROJECT)."
+    return BadRequest(f"Refused: {text}", data=data)
+
+
 def _detail(data: Any) -> str:
     if isinstance(data, dict) and isinstance(data.get("detail"), str):
         return data["detail"]
@@ -310,8 +319,7 @@ class PulseAPI:
         if status == 404:
             return NotFound(f"Not found: {detail or 'nothing there'} ({method} {url})", status=status, data=data)
         if status == 400:
-            text = describe_errors(field_errors(data)) or "the server refused the request"
-            return BadRequest(f"Refused: {text}", status=status, data=data)
+            return bad_request(data)
         if status == 409:
             return Conflict(detail or "Conflict: the server refused it as it stands.", status=status, data=data)
         if status == 429:

@@ -8,6 +8,8 @@ import stat
 
 from pulse_sdk import config
 
+from accounts.models import ApiToken
+
 from .conftest import one_line_error, run_pulse
 
 
@@ -111,3 +113,25 @@ def test_login_warns_when_the_environment_would_override_it(cli, pulse):
     result = cli("login", "--token", pulse.ingest_key, key=None, env={"PULSE_API_KEY": "pk_other"})
     assert result.exit_code == 0
     assert "PULSE_API_KEY is set in this environment and wins over the stored token" in result.stderr
+
+
+def test_an_organization_wide_token_names_its_project(cli, pulse):
+    token, raw = pulse.issue_token(["read"])
+    ApiToken.objects.filter(pk=token.pk).update(project=None)
+    project = str(pulse.project.uuid)
+
+    assert cli("whoami", key=raw).stdout.splitlines()[-1] == (
+        "Project       none chosen: the token is organization-wide; pass --project UUID to project commands"
+    )
+    assert cli("--project", project, "whoami", key=raw).stdout.splitlines()[-1] == (
+        f"Project       {project}  (from --project; the token is organization-wide)"
+    )
+    assert one_line_error(cli("costs", key=raw)) == (
+        "Error: Refused: project: Name the project (?project=<uuid>) "
+        "(an organization-wide token: pass --project UUID or set PULSE_PROJECT)."
+    )
+    assert cli("costs", key=raw, env={"PULSE_PROJECT": project}).exit_code == 0
+
+    assert cli("--project", project, "login", "--token", raw, key=None).exit_code == 0
+    assert stored()["project"] == project and "token_project" not in stored()
+    assert cli("costs", key=None, base_url=None).exit_code == 0  # the stored project is used

@@ -172,7 +172,8 @@ def test_an_organization_wide_token_needs_a_project(cli, pulse, jsonl):
     ApiToken.objects.filter(pk=token.pk).update(project=None)
 
     line = one_line_error(cli("events", "import", str(jsonl), key=raw))
-    assert line == "Error: Refused: project: Name the project (?project=<uuid>). (an organization-wide token needs --project UUID)"
+    assert line == ("Error: Refused: project: Name the project (?project=<uuid>) "
+                    "(an organization-wide token: pass --project UUID or set PULSE_PROJECT).")
 
     ok = cli("--project", str(pulse.project.uuid), "events", "import", str(jsonl), key=raw)
     assert ok.exit_code == 3 and pulse.events().count() == 4

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import click
 
-from ..api import ApiError, BadRequest, PulseAPI, describe_errors, field_errors
+from ..api import ApiError, PulseAPI, bad_request
 from .importing import MAPPINGS, FileFormatError, Line, guess_format, open_lines
 from .output import Progress, money, note, number, out, paint, warn
 from .session import CliError, Session
@@ -131,9 +131,7 @@ class Importer:
         )
         data = answer.data if isinstance(answer.data, dict) else {}
         if answer.status == 400 and "errors" not in data:  # the request itself, not its events
-            text = describe_errors(field_errors(data))
-            hint = " (an organization-wide token needs --project UUID)" if "project" in data else ""
-            raise BadRequest(f"Refused: {text}{hint}", data=data)
+            raise bad_request(data)
         self.tally.accepted += int(data.get("accepted", 0))
         self.tally.duplicates += int(data.get("duplicates", 0))
         by_line: dict[int, list[str]] = {}
