@@ -293,7 +293,7 @@ class PulseAPI:
             data = response.json()
         except ValueError:
             data = None
-            if 200 <= status < 300 or status in accept or status < 500:
+            if status < 500 or status in accept:  # a 5xx page from a proxy is still a server error
                 kind = response.headers.get("content-type", "no content type").split(";")[0]
                 raise NotJSON(
                     f"{self.base_url} answered {method} {url} with {status} {kind}, not Pulse's JSON: "
