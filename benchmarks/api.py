@@ -260,6 +260,12 @@ class RunCreateSerializer(serializers.Serializer):
         return fields
 
 
+class RunConflictSerializer(ErrorSerializer):
+    run = serializers.UUIDField(
+        allow_null=True, help_text="The run already pending or running (follow it at /runs/{uuid}); null if it just ended.",
+    )
+
+
 class ResultFilterSerializer(serializers.Serializer):
     model = serializers.UUIDField(required=False, help_text="Only this model's results.")
     provider = serializers.UUIDField(required=False, help_text="Only this provider's results.")
@@ -427,7 +433,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
             202: RunSerializer,
             400: OpenApiResponse(description="Unknown target (or one you cannot see)."),
             403: OpenApiResponse(description="Too weak a role, or a token without the write scope."),
-            409: OpenApiResponse(ErrorSerializer, description="A run of this target is already pending or running."),
+            409: OpenApiResponse(RunConflictSerializer, description="A run of this target is already pending or running."),
         },
     )
     def create(self, request: Request, *args: object, **kwargs: object) -> Response:
@@ -442,8 +448,17 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
                 schedule_key=target.schedule_key,
             )
         except execution.RunAlreadyActive:
+            # Named, so a client can follow the run that is going instead (`pulse benchmarks run`).
+            active = (
+                Run.objects.visible_to(self.principal)
+                .filter(schedule_key=target.schedule_key, status__in=[Run.Status.PENDING, Run.Status.RUNNING])
+                .order_by("-created_at").first()
+            )
             return Response(
-                {"detail": f"A run of {target.name} is already pending or running; wait for it to finish."},
+                {
+                    "detail": f"A run of {target.name} is already pending or running; wait for it to finish.",
+                    "run": str(active.uuid) if active is not None else None,
+                },
                 status=status.HTTP_409_CONFLICT,
             )
         run_uuid = str(run.uuid)

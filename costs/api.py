@@ -39,6 +39,7 @@ from accounts.api_schema import NOT_BLANK, FieldErrorsSerializer
 from accounts.models import ApiToken, Organization, Project, Role
 from accounts.throttling import ApiTokenRateThrottle
 from lib.json_parser import JSONParser
+from lib.pagination import PageNumberPagination
 from lib.strict_fields import (
     StrictBooleanField,
     StrictCharField,
@@ -287,6 +288,20 @@ class EventFilterSerializer(serializers.Serializer):
     cache_hit = serializers.BooleanField(
         required=False, help_text="true: only calls the gateway answered from its cache; false: only the others.",
     )
+    received_after = serializers.DateTimeField(
+        required=False,
+        help_text="A cursor for following new events (e.g. `pulse tail`): only events stored after this "
+        "moment, whatever their own `timestamp` (a backfilled event is new when it arrives), listed "
+        "oldest-stored first. To continue, pass the last event's `received_at` here and its `id` as "
+        "`after_id`. Ingestion stamps `received_at` when a request arrives, so an event can be committed "
+        "(and become visible) a moment after later-stamped ones: a follower re-reads the last few "
+        "seconds and skips the ids it has.",
+    )
+    after_id = serializers.UUIDField(
+        required=False,
+        help_text="With received_after: the id of the last event you have of those stored at exactly that "
+        "moment (a batch shares one `received_at`); the others stored then are listed after it, in id order.",
+    )
 
     def validate_tag(self, value: str) -> tuple[str, str]:
         match = TAG.match(value)
@@ -299,6 +314,8 @@ class EventFilterSerializer(serializers.Serializer):
             raise serializers.ValidationError({"range": ["Give either range or since/until, not both."]})
         if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
             raise serializers.ValidationError({"until": ["Must be after since."]})
+        if "after_id" in attrs and "received_after" not in attrs:
+            raise serializers.ValidationError({"after_id": ["Only with received_after (the cursor it continues)."]})
         return attrs
 
     def apply(self, events: CostEventQuerySet) -> CostEventQuerySet:
@@ -318,14 +335,45 @@ class EventFilterSerializer(serializers.Serializer):
             events = events.filter(success=filters["status"] == "success")
         if "unpriced" in filters:
             events = events.unpriced() if filters["unpriced"] else events.exclude(cost_usd__isnull=True)
+        if "received_after" in filters:
+            events = events.received_after(filters["received_after"], filters.get("after_id"))
         return events
+
+
+class EventPagination(PageNumberPagination):
+    """Pages of 50 unless `?page_size=` asks for 1 to 1,000: a follower of the cursor reads what
+    arrived since its last look in one request rather than twenty. Unlike DRF's, a page size
+    out of bounds is a 400, not quietly another size."""
+
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        try:
+            size = int(raw)
+        except ValueError:
+            size = 0
+        if not 1 <= size <= self.max_page_size:
+            raise ValidationError({self.page_size_query_param: [f"A whole number from 1 to {self.max_page_size:,}."]})
+        return size
+
+    def get_schema_operation_parameters(self, view: object) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+        return parameters
 
 
 @extend_schema_view(
     list=extend_schema(
         summary="The activity log",
         description="Events newest first, filtered like the activity page (which shows the last 30 "
-        "days unless told otherwise; here, without range or since/until, every event).",
+        "days unless told otherwise; here, without range or since/until, every event). With "
+        "`received_after`, a cursor instead: the events stored since then, oldest-stored first.",
         parameters=[EventFilterSerializer],
     ),
     retrieve=extend_schema(summary="One event"),
@@ -333,6 +381,7 @@ class EventFilterSerializer(serializers.Serializer):
 class EventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantViewSet):
     queryset = CostEvent.objects.all()
     serializer_class = EventSerializer
+    pagination_class = EventPagination
     parser_classes = [IngestionJSONParser]
     write_scope = ApiToken.Scope.INGEST
     write_role = Role.MEMBER

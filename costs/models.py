@@ -43,6 +43,16 @@ class CostEventQuerySet(TenantQuerySet):
             qs = qs.filter(occurred_at__lt=end)
         return qs
 
+    def received_after(self, moment: datetime, after_id: uuid.UUID | None = None) -> CostEventQuerySet:
+        """Events stored after `moment`, oldest-stored first (`costevent_project_received`); with
+        `after_id`, also those stored at exactly `moment` whose uuid sorts after it, so a reader
+        paging through one batch (which shares one `received_at`) sees each event once."""
+        qs = self.filter(received_at__gte=moment)
+        later = models.Q(received_at__gt=moment)
+        if after_id is not None:
+            later |= models.Q(uuid__gt=after_id)
+        return qs.filter(later).order_by("received_at", "uuid")
+
     def tagged(self, key: str, value: str) -> CostEventQuerySet:
         """Events whose tag `key` is `value`. KeyTextTransform takes the key literally (a key
         with "__" in it is not a nested lookup) and works on SQLite, where `contains` does not;
@@ -157,6 +167,9 @@ class CostEvent(models.Model):
         ]
         indexes = [
             models.Index(fields=["project", "-occurred_at"], name="costevent_project_time"),
+            # The events API's cursor (`?received_after=`, e.g. `pulse tail`): what was stored
+            # since a moment, whatever its own timestamp, without reading the rest of the project.
+            models.Index(fields=["project", "received_at"], name="costevent_project_received"),
             models.Index(
                 fields=["provider", "model"], name="costevent_unpriced",
                 condition=models.Q(cost_usd__isnull=True),

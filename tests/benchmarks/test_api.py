@@ -292,6 +292,7 @@ def test_run_now_is_refused_while_a_run_of_the_target_is_active(api_as, target, 
 
     assert first.status_code == 202
     assert second.status_code == 409 and "already pending or running" in second.json()["detail"]
+    assert second.json()["run"] == first.json()["uuid"]  # the run to follow instead
     assert len(queued) == 1 and Run.objects.count() == 1
 
 
