@@ -19,11 +19,13 @@ from ._version import __version__
 from .context import current_tags, tags
 
 if TYPE_CHECKING:
+    from .api import PulseAPI  # noqa: F401
     from .client import Client, Stats, flush, get_client, init, track  # noqa: F401
     from .decorators import track_cost  # noqa: F401
     from .instrument import instrument, uninstrument  # noqa: F401
 
 _LAZY = {
+    "PulseAPI": "api",
     "Client": "client",
     "Stats": "client",
     "init": "client",
