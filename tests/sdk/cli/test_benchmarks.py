@@ -66,7 +66,7 @@ def test_the_leaderboard_is_a_table_fastest_first(cli, target):
 
     assert output.exit_code == 0, output.stderr
     assert output.stdout.splitlines() == [
-        "Benchmarks of your targets, last 24h",
+        "Your targets' benchmarks, last 24h",
         "#  Provider     Model       Samples  TTFT p50  tok/s p50  Latency p50  Errors  $/Mtok",
         "─  ───────────  ──────────  ───────  ────────  ─────────  ───────────  ──────  ──────",
         "1  Our gateway  sim-fast          2     50 ms      190.0       380 ms   50.0%       –",

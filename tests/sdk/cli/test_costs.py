@@ -150,3 +150,15 @@ def test_recommendations(cli, spend, pulse):
         assert f"{index}. {item.title}" in result.stdout
         assert item.detail in result.stdout
     assert json.loads(cli("recommendations", "--json").stdout)["results"] == [r.as_dict() for r in expected]
+
+
+def test_a_model_without_a_price_shows_no_cost_rather_than_zero(cli, spend, pulse):
+    item = {"provider": "acme-labs", "model": "acme-finetune-v2", "input_tokens": 100, "output_tokens": 50}
+    assert ingest(pulse.project, [item], token=pulse.ingest_token).inserted == 1
+
+    result = cli("costs")
+
+    assert result.exit_code == 0, result.stderr
+    row = next(line for line in body(result) if "acme-finetune-v2" in line)
+    assert row.split()[-2:] == ["–", "–"]
+    assert "1 request has no known price and no cost here: acme-labs/acme-finetune-v2." in result.stderr + result.stdout

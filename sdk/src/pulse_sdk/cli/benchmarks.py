@@ -53,8 +53,8 @@ def benchmarks(ctx: click.Context, range_: str, public: bool, as_json: bool) -> 
         out(json.dumps(data, indent=2))
         return
     models = data.get("models") or []
-    which = "public benchmarks" if public else "your targets"
-    out(paint(f"Benchmarks of {which}, last {range_}", bold=True))
+    which = "Public benchmarks" if public else "Your targets' benchmarks"
+    out(paint(f"{which}, last {range_}", bold=True))
     if not models:
         out("No results in this window." + ("" if public else " Try --public, or `pulse benchmarks run TARGET`."))
         return

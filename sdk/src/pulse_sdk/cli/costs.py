@@ -87,6 +87,14 @@ def _share(cost: Any, total: Decimal) -> str:
     return f"{amount * 100 / total:.1f}%"
 
 
+def _cost_cells(row: dict, symbol: str, total: Decimal) -> list[str]:
+    """Cost and share; a row none of whose requests had a price shows no cost rather than
+    $0.00, because its cost is unknown, not zero (the footnote names those models)."""
+    if row.get("requests") and row.get("unpriced_requests") == row["requests"]:
+        return ["–", "–"]
+    return [money(row["cost"], symbol), _share(row["cost"], total)]
+
+
 def _period_text(summary: dict) -> str:
     period = summary["period"]
     label = f"last {summary['range'][:-1]} days" if summary.get("range") else "from/to"
@@ -151,7 +159,7 @@ def costs(
     totals = summary["totals"]
     total_cost = decimal(totals["cost"]) or Decimal(0)
     body = [
-        [*label_of(row), number(row["requests"]), number(row["tokens"]), money(row["cost"], symbol), _share(row["cost"], total_cost)]
+        [*label_of(row), number(row["requests"]), number(row["tokens"]), *_cost_cells(row, symbol, total_cost)]
         for row in rows
     ]
     blanks = [""] * (len(labels) - 1)
@@ -172,7 +180,8 @@ def _footnotes(summary: dict, by: str, symbol: str) -> None:
     unpriced = summary["totals"].get("unpriced_requests") or 0
     if unpriced:
         models = ", ".join(f"{m['provider']}/{m['model']}" for m in summary.get("unpriced_models") or [])
-        note(f"{number(unpriced)} requests have no known price and no cost here: {models}.")
+        has = "request has" if unpriced == 1 else "requests have"
+        note(f"{number(unpriced)} {has} no known price and no cost here: {models}.")
     if by.startswith("tag:") and not summary.get("by_tag") and summary["totals"]["requests"]:
         note(f"No spend is tagged {by[4:]!r} in this period (only rolled-up tag keys have data).")
 
@@ -196,7 +205,8 @@ def recommendations(session: Session, as_json: bool) -> None:
     saving = sum((decimal(r.get("monthly_saving_usd")) or Decimal(0) for r in results), Decimal(0))
     for index, item in enumerate(results, 1):
         amount = decimal(item.get("monthly_saving_usd"))
-        gain = f"  saves ~{money(amount)}/month" if amount is not None else ""
+        # The title often says the saving already ("…: save $5.31/month").
+        gain = f"  saves ~{money(amount)}/month" if amount is not None and "save" not in item["title"].lower() else ""
         out(paint(f"{index}. {item['title']}", bold=True) + paint(gain, fg="green"))
         out(f"   {item['detail']}")
         for assumption in item.get("assumptions") or []:
