@@ -32,7 +32,7 @@ def _read_token(token: str | None) -> str:
     if token == FROM_STDIN:
         token = sys.stdin.readline()
     elif token is None:
-        token = click.prompt("API token (Settings → API tokens)", hide_input=True, err=True)
+        token = click.prompt("API token (from your project's API tokens page)", hide_input=True, err=True)
     token = (token or "").strip()
     if not token:
         raise CliError("No token given: paste one when asked, or pass --token TOKEN (or --token - to read stdin).", 2)
