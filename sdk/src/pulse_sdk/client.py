@@ -54,9 +54,10 @@ def _unusable(api_key: str, base_url: str) -> str | None:
         return "the API key contains spaces or characters no Pulse token has; copy it again"
     try:
         url = httpx.URL(base_url)
+        host = url.host  # decoded here: an invalid IDNA name (xn--…) raises only now
     except (httpx.InvalidURL, ValueError) as error:
         return f"the base URL {base_url!r} is not a URL ({error})"
-    if url.scheme not in ("http", "https") or not url.host:
+    if url.scheme not in ("http", "https") or not host:
         return f"the base URL {base_url!r} must start with http:// or https:// and name a host"
     return None
 

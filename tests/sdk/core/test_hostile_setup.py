@@ -37,6 +37,18 @@ def test_a_config_file_that_is_not_utf8_never_breaks_tracking(monkeypatch, conte
     pulse_sdk.get_client().close(0)
 
 
+def test_a_base_url_whose_host_is_not_a_valid_name_disables_the_client(monkeypatch, caplog):
+    caplog.set_level(logging.WARNING, logger="pulse_sdk")
+    monkeypatch.setattr(client_module, "_default", None)
+    monkeypatch.setenv("PULSE_API_KEY", "pk_live_fine")
+    monkeypatch.setenv("PULSE_BASE_URL", "http://xn--zz.example")
+
+    assert pulse_sdk.track(provider="openai", model="gpt-4o-mini") is None
+    assert not pulse_sdk.get_client().enabled
+    (message,) = pulse_messages(caplog, logging.ERROR)
+    assert "'http://xn--zz.example' is not a URL" in message and "(from the environment)" in message
+
+
 def test_without_a_home_directory_the_environment_still_works(monkeypatch):
     """A container running as an arbitrary uid: no $HOME, no passwd entry."""
     import pwd
