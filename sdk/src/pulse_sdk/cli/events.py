@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import sys
 import uuid
@@ -296,9 +297,17 @@ def _timestamp(value: str | None) -> Any:
     if value is None:
         return None
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         return value  # ISO 8601; the server says if it is not
+    return seconds if math.isfinite(seconds) else value  # "nan" is no JSON number: the server refuses the text
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """FloatRange lets NaN and infinity through (they compare false), and no JSON carries them."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number.")
+    return value
 
 
 @events.command("send")
@@ -309,8 +318,8 @@ def _timestamp(value: str | None) -> Any:
 @click.option("--cached-tokens", type=click.IntRange(0), help="Part of the input read from the provider's cache.")
 @click.option("--reasoning-tokens", type=click.IntRange(0), help="Part of the output.")
 @click.option("--cost-usd", metavar="DECIMAL", help="The cost, if you know it; else Pulse prices it.")
-@click.option("--latency-ms", type=click.FloatRange(0))
-@click.option("--ttft-ms", type=click.FloatRange(0), help="Time to the first token.")
+@click.option("--latency-ms", type=click.FloatRange(0), callback=_finite)
+@click.option("--ttft-ms", type=click.FloatRange(0), callback=_finite, help="Time to the first token.")
 @click.option("--status-code", type=click.IntRange(100, 599))
 @click.option("--failed", is_flag=True, help="The call failed (default: it succeeded unless --status-code ≥ 400).")
 @click.option("--timestamp", metavar="ISO|UNIX", help="When the call happened (default: now).")

@@ -1,0 +1,85 @@
+"""`pulse events import` and `pulse events send` on input that is valid enough to read but not to
+send: a line with NaN or Infinity, a line nested deeper than any event, a file that is a pipe, a
+server whose 2xx answer is not a batch result. A bad line is a rejected line (the rest of the
+file is imported); a bad answer is a one-line error after the summary, never "Unexpected …"."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .conftest import one_line_error
+
+GOOD = {"provider": "openai", "model": "gpt-4o-mini", "input_tokens": 10}
+
+
+def jsonl(*items: str) -> str:
+    return "".join(item + "\n" for item in items)
+
+
+@pytest.mark.parametrize("bad", [
+    '{"provider": "openai", "model": "m", "latency_ms": NaN}',
+    '{"provider": "openai", "model": "m", "latency_ms": -Infinity}',
+    '{"provider": "openai", "model": "m", "ttft_ms": 1e400}',
+    '{"provider": "openai", "model": "m", "tags": {"a": NaN}}',
+])
+def test_a_jsonl_line_with_a_number_json_does_not_allow_is_rejected_alone(cli, pulse, tmp_path, bad):
+    path = tmp_path / "calls.jsonl"
+    path.write_text(jsonl(json.dumps(GOOD), bad, json.dumps({**GOOD, "input_tokens": 11})))
+
+    result = cli("events", "import", str(path))
+
+    assert result.exit_code == 3, (result.stdout, result.stderr)
+    assert "  line 2: not valid JSON (" in result.stdout
+    assert "is not a number JSON allows" in result.stdout
+    assert pulse.events().count() == 2
+
+
+def test_a_csv_cell_that_is_not_a_finite_number_is_refused_by_the_server_for_its_line(cli, pulse, tmp_path):
+    path = tmp_path / "calls.csv"
+    path.write_text(
+        "provider,model,latency_ms,ttft_ms,timestamp,tags\n"
+        "openai,gpt-4o-mini,12,,,\n"
+        "openai,gpt-4o-mini,nan,,,\n"
+        "openai,gpt-4o-mini,,inf,,\n"
+        "openai,gpt-4o-mini,,,-Infinity,\n"
+        'openai,gpt-4o-mini,,,,"{""a"": NaN}"\n'
+        "openai,gpt-4o-mini,13,,,\n"
+    )
+
+    result = cli("events", "import", str(path))
+
+    assert result.exit_code == 3, (result.stdout, result.stderr)
+    rejected = [line.split(":")[0].strip() for line in result.stdout.splitlines() if line.startswith("  line ")]
+    assert rejected == ["line 3", "line 4", "line 5", "line 6"]
+    assert pulse.events().count() == 2
+
+
+@pytest.mark.parametrize("depth", [200, 100_000])
+def test_a_line_nested_deeper_than_any_event_is_rejected_alone(cli, pulse, tmp_path, depth):
+    path = tmp_path / "calls.jsonl"
+    nested = '{"provider": "openai", "model": "m", "tags": ' + '{"a": ' * depth + "1" + "}" * depth + "}"
+    path.write_text(jsonl(json.dumps(GOOD), nested, "[" * depth + "]" * depth, json.dumps({**GOOD, "input_tokens": 11})))
+
+    result = cli("events", "import", str(path))
+
+    assert result.exit_code == 3, (result.stdout, result.stderr)
+    assert "  line 2: nested too deeply" in result.stdout
+    assert "  line 3: " in result.stdout
+    assert pulse.events().count() == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--latency-ms", "nan"], "--latency-ms"),
+    (["--ttft-ms", "inf"], "--ttft-ms"),
+])
+def test_send_refuses_a_number_json_cannot_carry(cli, args, message):
+    line = one_line_error(cli("events", "send", "--provider", "openai", "--model", "m", *args), code=2)
+    assert message in line and "finite" in line
+
+
+def test_send_passes_a_timestamp_that_is_not_a_finite_number_to_the_server_to_judge(cli, pulse):
+    line = one_line_error(cli("events", "send", "--provider", "openai", "--model", "m", "--timestamp", "nan"))
+    assert line.startswith("Error: Refused: timestamp: ")
+    assert pulse.events().count() == 0
