@@ -6,10 +6,12 @@ file is imported); a bad answer is a one-line error after the summary, never "Un
 from __future__ import annotations
 
 import json
+import os
+import threading
 
 import pytest
 
-from .conftest import one_line_error
+from .conftest import one_line_error, run_pulse
 
 GOOD = {"provider": "openai", "model": "gpt-4o-mini", "input_tokens": 10}
 
@@ -83,3 +85,22 @@ def test_send_passes_a_timestamp_that_is_not_a_finite_number_to_the_server_to_ju
     line = one_line_error(cli("events", "send", "--provider", "openai", "--model", "m", "--timestamp", "nan"))
     assert line.startswith("Error: Refused: timestamp: ")
     assert pulse.events().count() == 0
+
+
+def test_a_file_that_is_a_pipe(pulse, tmp_path):
+    """`pulse events import <(zcat usage.jsonl.gz)`: a FIFO cannot seek back after its first bytes."""
+    fifo = tmp_path / "calls.fifo"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        with open(fifo, "w") as stream:
+            stream.write(jsonl(json.dumps(GOOD), json.dumps({**GOOD, "input_tokens": 11})))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    result = run_pulse("--base-url", pulse.url, "--api-key", pulse.ingest_key, "events", "import", str(fifo), timeout=60)
+    writer.join(10)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"Imported {fifo}: 2 lines, 2 events."
+    assert pulse.events().count() == 2

@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import stat
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -158,11 +159,12 @@ def _open(path: str) -> tuple[IO[bytes], int | None, str]:
         return stream, None, stream.peek(64)[:64]
     try:
         stream = open(path, "rb")  # noqa: SIM115 (closed by the command)
+        status = os.fstat(stream.fileno())
+        # Peeked, not read and sought back: FILE may be a pipe (`<(zcat usage.jsonl.gz)`, a FIFO).
+        head = stream.peek(64)[:64]
     except OSError as error:
         raise CliError(f"Cannot read {path}: {error.strerror or error}.") from None
-    head = stream.read(64)
-    stream.seek(0)
-    size = os.fstat(stream.fileno()).st_size
+    size = status.st_size if stat.S_ISREG(status.st_mode) else 0
     return stream, size or None, head
 
 
