@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import click
 
-from ..api import ApiError, PulseAPI, bad_request
+from ..api import ApiError, NotJSON, PulseAPI, bad_request
 from .importing import MAPPINGS, FileFormatError, Line, guess_format, open_lines
 from .output import Progress, money, note, number, out, paint, warn
 from .session import CliError, Session
@@ -116,6 +116,23 @@ class Importer:
             progress.close()
         return None
 
+    def _batch_result(self, api: PulseAPI, data: dict[str, Any]) -> list[dict[str, Any]]:
+        """The answer's errors, once the answer is checked to be a batch result about this batch
+        (else the counts and line numbers of the summary would be made up): NotJSON if not."""
+        errors = data.get("errors")
+        counts = [data.get("accepted"), data.get("duplicates") or 0]
+        if (
+            not isinstance(errors, list)
+            or not all(isinstance(count, int) and not isinstance(count, bool) and count >= 0 for count in counts)
+            or not all(
+                isinstance(error, dict) and isinstance(error.get("index"), int) and 0 <= error["index"] < len(self.batch)
+                for error in errors
+            )
+        ):
+            raise NotJSON(f"{api.base_url} answered {BATCH_PATH} with something that is not a batch result: "
+                          "is it the right server (--base-url, PULSE_BASE_URL)?")
+        return errors
+
     def reject(self, line_number: int, reasons: list[str], events: int = 0) -> None:
         self.tally.rejected_lines += 1
         self.tally.rejected_events += events
@@ -134,13 +151,15 @@ class Importer:
         data = answer.data if isinstance(answer.data, dict) else {}
         if answer.status == 400 and "errors" not in data:  # the request itself, not its events
             raise bad_request(data)
-        self.tally.accepted += int(data.get("accepted", 0))
-        self.tally.duplicates += int(data.get("duplicates", 0))
+        errors = self._batch_result(api, data)
+        self.tally.accepted += data["accepted"]
+        self.tally.duplicates += data.get("duplicates") or 0
         by_line: dict[int, list[str]] = {}
         events_of: dict[int, int] = {}
-        for error in data.get("errors") or []:
+        for error in errors:
             line = self.owners[error["index"]]
-            reason = f"{error['field']}: {error['message']}" if error.get("field") else error.get("message", "")
+            message = str(error.get("message") or "")
+            reason = f"{error['field']}: {message}" if error.get("field") else message
             reasons = by_line.setdefault(line.number, [])
             if reason not in reasons:
                 reasons.append(reason)
