@@ -116,7 +116,7 @@ class Client:
         timeout: seconds to wait for each request.
         max_in_flight: requests sent at the same time.
         max_retries: attempts after a 5xx answer before a batch is given up (connection errors,
-            408 and 429 are retried until they succeed or the client is closed).
+            408, 429 and a proxy's 502/503/504 are retried until they succeed or the client is closed).
         shutdown_timeout: seconds the interpreter's exit waits for queued events to be sent.
         """
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
