@@ -262,6 +262,17 @@ _default: Client | None = None
 _default_lock = threading.Lock()
 
 
+def _new_default_lock() -> None:
+    # A thread of the parent inside get_client() at the fork held this lock, and does not exist
+    # in the child: without a new one, the child's first track() would wait for it forever.
+    global _default_lock
+    _default_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_default_lock)
+
+
 def get_client() -> Client:
     """The process's default client: the one `init()` made, else one from the environment or
     `pulse login`'s file, made on first use."""

@@ -67,3 +67,27 @@ def test_without_a_home_directory_the_environment_still_works(monkeypatch):
         config.load_file()
     assert pulse_sdk.track(provider="openai", model="gpt-4o-mini") is not None
     pulse_sdk.get_client().close(0)
+
+
+def test_a_fork_while_another_thread_makes_the_default_client_does_not_deadlock_the_child(monkeypatch):
+    """gunicorn/celery fork whenever they like: a thread of the parent that was inside
+    get_client() (holding its lock) at that moment does not exist in the child."""
+    import os
+    import signal
+
+    monkeypatch.setattr(client_module, "_default", None)
+    monkeypatch.setenv("PULSE_API_KEY", "pk_live_from_env")
+    monkeypatch.setenv("PULSE_BASE_URL", "http://127.0.0.1:9")
+    client_module._default_lock.acquire()  # as another thread in get_client() would hold it
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: tracks, or is killed by the alarm if it hangs
+            signal.alarm(5)
+            try:
+                ok = pulse_sdk.track(provider="openai", model="gpt-4o-mini") is not None
+            finally:
+                os._exit(0 if ok else 1)
+    finally:
+        client_module._default_lock.release()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
