@@ -54,9 +54,10 @@ def _unusable(api_key: str, base_url: str) -> str | None:
         return "the API key contains spaces or characters no Pulse token has; copy it again"
     try:
         url = httpx.URL(base_url)
+        host = url.host  # decoded here: an invalid IDNA name (xn--…) raises only now
     except (httpx.InvalidURL, ValueError) as error:
         return f"the base URL {base_url!r} is not a URL ({error})"
-    if url.scheme not in ("http", "https") or not url.host:
+    if url.scheme not in ("http", "https") or not host:
         return f"the base URL {base_url!r} must start with http:// or https:// and name a host"
     return None
 
@@ -115,7 +116,7 @@ class Client:
         timeout: seconds to wait for each request.
         max_in_flight: requests sent at the same time.
         max_retries: attempts after a 5xx answer before a batch is given up (connection errors,
-            408 and 429 are retried until they succeed or the client is closed).
+            408, 429 and a proxy's 502/503/504 are retried until they succeed or the client is closed).
         shutdown_timeout: seconds the interpreter's exit waits for queued events to be sent.
         """
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
@@ -259,6 +260,17 @@ class Client:
 
 _default: Client | None = None
 _default_lock = threading.Lock()
+
+
+def _new_default_lock() -> None:
+    # A thread of the parent inside get_client() at the fork held this lock, and does not exist
+    # in the child: without a new one, the child's first track() would wait for it forever.
+    global _default_lock
+    _default_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_default_lock)
 
 
 def get_client() -> Client:

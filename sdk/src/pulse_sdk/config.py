@@ -57,13 +57,18 @@ def config_path() -> Path:
 
 def load_file() -> dict:
     """The stored settings ({} when there are none)."""
-    path = config_path()
+    try:
+        path = config_path()
+    except RuntimeError as error:  # no $HOME and no passwd entry (a container's arbitrary uid)
+        raise ConfigError(f"Cannot find the config directory ({error}); set {CONFIG_DIR_ENV}.") from error
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
     except OSError as error:
         raise ConfigError(f"Cannot read {path}: {error.strerror}.") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not UTF-8 text; delete it or run `pulse login` again.") from error
     try:
         data = json.loads(text)
     except ValueError as error:

@@ -10,11 +10,12 @@ What the guarantees rest on:
 - Every event carries an idempotency key fixed when it was tracked, and a batch is retried with
   the very same body, so when the server stored a batch but its answer was lost (a timeout, a
   restart, a dropped connection) the retry comes back as duplicates: nothing counts twice.
-- Transport errors, 408 and 429 are retried until they succeed (with backoff and the server's
-  Retry-After), because the server is away or busy and the events are still good; the queue is
-  bounded, so a long outage costs the newest events (dropped and counted), never unbounded
-  memory. A 5xx answer is retried `max_retries` times and then the batch is given up: a batch
-  the server keeps failing on must not block everything behind it forever.
+- Transport errors, 408, 429, and 502/503/504 (a proxy saying Pulse is away, e.g. being
+  redeployed) are retried until they succeed (with backoff and the server's Retry-After),
+  because the server is away or busy and the events are still good; the queue is bounded, so a
+  long outage costs the newest events (dropped and counted), never unbounded memory. Another 5xx
+  answer is retried `max_retries` times and then the batch is given up: a batch the server
+  keeps failing on must not block everything behind it forever.
 - What the server refuses is never retried: a bad event is refused alone (logged with the
   server's reason), a bad token or scope fails its batch (logged once in a while, not per batch).
 - Each event ends in exactly one of sent, duplicates, rejected, failed or dropped, so
@@ -51,6 +52,9 @@ REJECTION_LOG_BURST = 10  # refused events logged per interval; the rest are cou
 REJECTION_LOG_INTERVAL_S = 10.0
 FAILURE_LOG_INTERVAL_S = 60.0  # a revoked token fails every batch: say so once a minute, not per batch
 RETRY_LOG_INTERVAL_S = 30.0
+# What a proxy in front of Pulse answers while Pulse is down or restarting: retried as long as a
+# refused connection is, not given up after max_retries like a 500 from Pulse itself.
+AWAY_STATUSES = frozenset({502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -471,7 +475,7 @@ class Delivery:
                     self._settle_answer(events, response, tally)
                     return
                 problem = f"HTTP {status}"
-                if 500 <= status < 600 and attempt > self.max_retries:
+                if 500 <= status < 600 and status not in AWAY_STATUSES and attempt > self.max_retries:
                     self._log_failure(status, "Pulse: the server kept failing (%s, %d attempts); %d events are given up. "
                                       "%s", problem, attempt, len(events), _server_message(response))
                     tally.failed += len(events)

@@ -79,14 +79,14 @@ def encode_batch(events: list[Event]) -> tuple[bytes, list[Event], list[tuple[Ev
         chunk = events[start:start + 100]
         try:
             text = _dumps(chunk)
-        except (TypeError, ValueError, RecursionError):
+        except Exception:  # noqa: BLE001 (an application's value may fail in any way: OverflowError, its own)
             # Rare: find the culprits one by one, send the rest.
             for event in chunk:
                 try:
                     parts.append(_dumps(event))
                     kept.append(event)
-                except (TypeError, ValueError, RecursionError) as error:
-                    refused.append((event, f"cannot be written as JSON ({error})"))
+                except Exception as error:  # noqa: BLE001 (as above: one bad value costs its event only)
+                    refused.append((event, f"cannot be written as JSON ({type(error).__name__}: {error})"))
             continue
         parts.append(text[1:-1])  # the chunk's items without its brackets
         kept.extend(chunk)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
+import stat
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,7 +25,7 @@ from typing import IO, Any
 
 import click
 
-from ..api import ApiError, PulseAPI, bad_request
+from ..api import ApiError, NotJSON, PulseAPI, bad_request
 from .importing import MAPPINGS, FileFormatError, Line, guess_format, open_lines
 from .output import Progress, money, note, number, out, paint, warn
 from .session import CliError, Session
@@ -114,6 +116,23 @@ class Importer:
             progress.close()
         return None
 
+    def _batch_result(self, api: PulseAPI, data: dict[str, Any]) -> list[dict[str, Any]]:
+        """The answer's errors, once the answer is checked to be a batch result about this batch
+        (else the counts and line numbers of the summary would be made up): NotJSON if not."""
+        errors = data.get("errors")
+        counts = [data.get("accepted"), data.get("duplicates") or 0]
+        if (
+            not isinstance(errors, list)
+            or not all(isinstance(count, int) and not isinstance(count, bool) and count >= 0 for count in counts)
+            or not all(
+                isinstance(error, dict) and isinstance(error.get("index"), int) and 0 <= error["index"] < len(self.batch)
+                for error in errors
+            )
+        ):
+            raise NotJSON(f"{api.base_url} answered {BATCH_PATH} with something that is not a batch result: "
+                          "is it the right server (--base-url, PULSE_BASE_URL)?")
+        return errors
+
     def reject(self, line_number: int, reasons: list[str], events: int = 0) -> None:
         self.tally.rejected_lines += 1
         self.tally.rejected_events += events
@@ -132,13 +151,15 @@ class Importer:
         data = answer.data if isinstance(answer.data, dict) else {}
         if answer.status == 400 and "errors" not in data:  # the request itself, not its events
             raise bad_request(data)
-        self.tally.accepted += int(data.get("accepted", 0))
-        self.tally.duplicates += int(data.get("duplicates", 0))
+        errors = self._batch_result(api, data)
+        self.tally.accepted += data["accepted"]
+        self.tally.duplicates += data.get("duplicates") or 0
         by_line: dict[int, list[str]] = {}
         events_of: dict[int, int] = {}
-        for error in data.get("errors") or []:
+        for error in errors:
             line = self.owners[error["index"]]
-            reason = f"{error['field']}: {error['message']}" if error.get("field") else error.get("message", "")
+            message = str(error.get("message") or "")
+            reason = f"{error['field']}: {message}" if error.get("field") else message
             reasons = by_line.setdefault(line.number, [])
             if reason not in reasons:
                 reasons.append(reason)
@@ -157,11 +178,12 @@ def _open(path: str) -> tuple[IO[bytes], int | None, str]:
         return stream, None, stream.peek(64)[:64]
     try:
         stream = open(path, "rb")  # noqa: SIM115 (closed by the command)
+        status = os.fstat(stream.fileno())
+        # Peeked, not read and sought back: FILE may be a pipe (`<(zcat usage.jsonl.gz)`, a FIFO).
+        head = stream.peek(64)[:64]
     except OSError as error:
         raise CliError(f"Cannot read {path}: {error.strerror or error}.") from None
-    head = stream.read(64)
-    stream.seek(0)
-    size = os.fstat(stream.fileno()).st_size
+    size = status.st_size if stat.S_ISREG(status.st_mode) else 0
     return stream, size or None, head
 
 
@@ -296,9 +318,17 @@ def _timestamp(value: str | None) -> Any:
     if value is None:
         return None
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         return value  # ISO 8601; the server says if it is not
+    return seconds if math.isfinite(seconds) else value  # "nan" is no JSON number: the server refuses the text
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """FloatRange lets NaN and infinity through (they compare false), and no JSON carries them."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number.")
+    return value
 
 
 @events.command("send")
@@ -309,8 +339,8 @@ def _timestamp(value: str | None) -> Any:
 @click.option("--cached-tokens", type=click.IntRange(0), help="Part of the input read from the provider's cache.")
 @click.option("--reasoning-tokens", type=click.IntRange(0), help="Part of the output.")
 @click.option("--cost-usd", metavar="DECIMAL", help="The cost, if you know it; else Pulse prices it.")
-@click.option("--latency-ms", type=click.FloatRange(0))
-@click.option("--ttft-ms", type=click.FloatRange(0), help="Time to the first token.")
+@click.option("--latency-ms", type=click.FloatRange(0), callback=_finite)
+@click.option("--ttft-ms", type=click.FloatRange(0), callback=_finite, help="Time to the first token.")
 @click.option("--status-code", type=click.IntRange(100, 599))
 @click.option("--failed", is_flag=True, help="The call failed (default: it succeeded unless --status-code ≥ 400).")
 @click.option("--timestamp", metavar="ISO|UNIX", help="When the call happened (default: now).")

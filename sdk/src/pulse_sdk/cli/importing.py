@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ BOOLEAN_FIELDS = {"success", "streamed"}
 TRUE, FALSE = {"true", "1", "yes", "y", "t"}, {"false", "0", "no", "n", "f"}
 TAG_PREFIXES = ("tag:", "tags.")
 MAPPINGS = ("auto", "pulse", "openai", "anthropic")
+# No event nests deeper than an object of tags; a line nested far beyond that is refused here,
+# before the server's JSON parser refuses the whole batch it is in (and the import stops).
+MAX_DEPTH = 32
 
 
 @dataclass
@@ -139,6 +143,42 @@ class KeyMaker:
 # ------------------------------------------------------------------ JSONL
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a number JSON allows")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether `value` nests lists and objects deeper than MAX_DEPTH (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_DEPTH:
+                return True
+            stack.extend((inner, depth + 1) for inner in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def strict_json(text: str) -> Any:
+    """`json.loads` without what Python accepts but JSON (and the request encoder) does not: NaN,
+    Infinity, numbers too large for a float. ValueError says why; nesting beyond MAX_DEPTH
+    too ("nested too deeply")."""
+    try:
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if _too_deep(value):
+        raise ValueError("nested too deeply")
+    return value
+
+
 def read_jsonl(stream: IO[bytes], keys: KeyMaker) -> Iterator[Line]:
     """One event per line, Pulse's field names; blank lines are skipped."""
     for number, raw in enumerate(stream, 1):
@@ -152,9 +192,12 @@ def read_jsonl(stream: IO[bytes], keys: KeyMaker) -> Iterator[Line]:
             yield Line(number, error=f"not UTF-8 text (byte {error.start + 1})")
             continue
         try:
-            item = json.loads(text)
+            item = strict_json(text)
+        except json.JSONDecodeError as error:
+            yield Line(number, error=f"not valid JSON ({error.msg} at column {error.colno})")
+            continue
         except ValueError as error:
-            yield Line(number, error=f"not valid JSON ({error.msg} at column {getattr(error, 'colno', '?')})")
+            yield Line(number, error=str(error) if str(error) == "nested too deeply" else f"not valid JSON ({error})")
             continue
         if not isinstance(item, dict):
             yield Line(number, error=f"not a JSON object (a {type(item).__name__})")
@@ -184,6 +227,8 @@ def _number(text: str, name: str, *, integer: bool) -> Any:
     try:
         value = float(text)
     except ValueError:
+        return text
+    if not math.isfinite(value):  # "nan", "inf": no JSON number; the server refuses the text
         return text
     if integer:
         return int(value) if value.is_integer() else text
@@ -225,7 +270,7 @@ def pulse_event(row: dict[str, str]) -> dict:
             event[name] = True if text.lower() in TRUE else False if text.lower() in FALSE else text
         elif name == "tags":
             try:
-                event[name] = json.loads(text)
+                event[name] = strict_json(text)
             except ValueError:
                 event[name] = text  # refused by the server: "Must be an object …"
         else:
