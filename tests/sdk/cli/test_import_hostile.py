@@ -157,3 +157,31 @@ def test_an_answer_that_is_not_a_batch_result_is_a_one_line_error(cli, tmp_path,
     [line] = result.stderr.splitlines()
     assert line.startswith("Error: ") and "Unexpected" not in line, line
     assert "not a batch result" in line or "Refused" in line, line
+
+
+def test_a_line_longer_than_a_mebibyte_is_rejected_without_reading_it_whole(cli, pulse, tmp_path):
+    huge = '{"provider": "openai", "model": "' + "m" * (3 * 1024 * 1024) + '"}'
+    path = tmp_path / "calls.jsonl"
+    path.write_text(jsonl(json.dumps(GOOD), huge, json.dumps({**GOOD, "input_tokens": 11})))
+
+    result = cli("events", "import", str(path))
+
+    assert result.exit_code == 3, (result.stdout, result.stderr)
+    assert "  line 2: longer than 1 MiB" in result.stdout
+    assert pulse.events().count() == 2
+
+
+def test_a_csv_row_longer_than_a_mebibyte_is_rejected_alone(cli, pulse, tmp_path):
+    path = tmp_path / "calls.csv"
+    path.write_text(
+        "provider,model,input_tokens\n"
+        "openai,gpt-4o-mini,1\n"
+        f"openai,{'m' * (2 * 1024 * 1024)},2\n"
+        "openai,gpt-4o-mini,3\n"
+    )
+
+    result = cli("events", "import", str(path))
+
+    assert result.exit_code == 3, (result.stdout, result.stderr)
+    assert "  line 3: longer than 1 MiB" in result.stdout
+    assert sorted(pulse.events().values_list("input_tokens", flat=True)) == [1, 3]

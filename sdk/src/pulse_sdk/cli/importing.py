@@ -32,6 +32,7 @@ import csv
 import hashlib
 import json
 import math
+import re
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -179,9 +180,38 @@ def strict_json(text: str) -> Any:
     return value
 
 
+MAX_LINE_BYTES = 1024 * 1024  # far beyond any event (the server takes 1,000 in 24 MiB)
+
+
+def _physical_lines(stream: IO[bytes], too_long: set[int]) -> Iterator[bytes]:
+    """The file's lines, never holding more than MAX_LINE_BYTES of one in memory: a longer line
+    (a file with no line breaks, say) is skipped to its end, noted in `too_long` and given as an
+    empty line, so a multi-gigabyte line costs a rejection, not the machine's memory."""
+    number = 0
+    while True:
+        raw = stream.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while raw and not raw.endswith(b"\n"):
+                raw = stream.readline(MAX_LINE_BYTES)
+            too_long.add(number)
+            yield b"\n"
+            continue
+        yield raw
+
+
+TOO_LONG = f"longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB"
+
+
 def read_jsonl(stream: IO[bytes], keys: KeyMaker) -> Iterator[Line]:
     """One event per line, Pulse's field names; blank lines are skipped."""
-    for number, raw in enumerate(stream, 1):
+    too_long: set[int] = set()
+    for number, raw in enumerate(_physical_lines(stream, too_long), 1):
+        if number in too_long:
+            yield Line(number, error=TOO_LONG)
+            continue
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         if not raw.strip():
@@ -209,9 +239,9 @@ def read_jsonl(stream: IO[bytes], keys: KeyMaker) -> Iterator[Line]:
 # ------------------------------------------------------------------ CSV
 
 
-def _decoded(stream: IO[bytes], bad: set[int]) -> Iterator[str]:
+def _decoded(stream: IO[bytes], bad: set[int], too_long: set[int]) -> Iterator[str]:
     """The file's lines as text for csv.reader; lines that are not UTF-8 are noted in `bad`."""
-    for number, raw in enumerate(stream, 1):
+    for number, raw in enumerate(_physical_lines(stream, too_long), 1):
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         try:
@@ -330,7 +360,8 @@ def _day_or_moment(text: str) -> str:
     except ValueError:
         pass
     try:
-        moment = datetime.fromisoformat(text.replace(" ", "T"))
+        # A trailing Z is UTC; fromisoformat reads it only from Python 3.11 on.
+        moment = datetime.fromisoformat(re.sub(r"[Zz]$", "+00:00", text.strip().replace(" ", "T")))
     except ValueError:
         raise ValueError(f"usage_date_utc: {text!r} is not a date") from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).isoformat()
@@ -381,7 +412,8 @@ def detect_mapping(header: list[str]) -> str:
 def read_csv(stream: IO[bytes], keys: KeyMaker, mapping: str = "auto") -> Iterator[Line]:
     """A header row, then one record per line (quoted fields may span lines)."""
     bad: set[int] = set()
-    reader = csv.reader(_decoded(stream, bad), strict=True)
+    too_long: set[int] = set()
+    reader = csv.reader(_decoded(stream, bad, too_long), strict=True)
     try:
         header = [name.strip() for name in next(reader)]
     except StopIteration:
@@ -405,6 +437,9 @@ def read_csv(stream: IO[bytes], keys: KeyMaker, mapping: str = "auto") -> Iterat
             yield Line(start, error=f"not valid CSV ({error})")
             continue
         end = reader.line_num
+        if any(number in too_long for number in range(start, end + 1)):
+            yield Line(start, error=TOO_LONG)
+            continue
         if any(number in bad for number in range(start, end + 1)):
             yield Line(start, error="not UTF-8 text")
             continue
