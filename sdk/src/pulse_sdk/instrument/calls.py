@@ -1,0 +1,257 @@
+"""One instrumented call, from the request to its record: what it asked, what came back, and
+the event `Client.track()` is given for it, once.
+
+A `Call` is begun before the SDK sends the request and finished exactly once: when a whole
+answer came back, when an API error was raised, or when its stream ended, was closed, or was
+dropped (streams.py). Every method here runs in the caller's thread, so each is small and none
+may raise: a failure to record is logged (logger `pulse_sdk`) and the caller's call goes on.
+
+Calls through Pulse's gateway are not recorded: the gateway records them itself and marks its
+responses with `x-pulse-request-id`, which `response_hook` (an event hook on the SDK's HTTP
+client) notes on the call in progress.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..context import current_tags
+from ..usage import Usage, count, estimate_tokens, field, model_of, text_of, texts, usage_of
+
+if TYPE_CHECKING:
+    from .endpoints import Endpoint
+
+logger = logging.getLogger("pulse_sdk")
+
+GATEWAY_HEADER = "x-pulse-request-id"
+
+# The call whose request is on its way in this thread or task (for the HTTP response hook).
+_in_flight: contextvars.ContextVar[Call | None] = contextvars.ContextVar("pulse_sdk_call", default=None)
+# Set by @track_cost around its function: instrumented calls inside mark it, and the decorator
+# then leaves the recording to them instead of counting the same call twice.
+capture: contextvars.ContextVar[list | None] = contextvars.ContextVar("pulse_sdk_capture", default=None)
+
+
+class Settings:
+    """What instrument() was told for one client (shared by its copies)."""
+
+    __slots__ = ("provider", "pulse", "tags")
+
+    def __init__(self, provider: str, pulse: Any, tags: Mapping[str, Any]) -> None:
+        self.provider = provider
+        self.pulse = pulse
+        self.tags = dict(tags)
+
+
+class Call:
+    __slots__ = (
+        "_once", "counts", "end_user", "endpoint", "ended", "failed_in_stream", "finalizer", "iterating",
+        "model", "prompt", "provider", "pulse", "reported", "response_model", "started", "started_wall",
+        "status_code", "streamed", "tags", "text", "ttft_ms", "usage_injected", "via_gateway",
+    )
+
+    def __init__(self, endpoint: Endpoint, settings: Settings, body: Any, streamed: bool) -> None:
+        self.endpoint = endpoint
+        self.provider = settings.provider
+        self.pulse = settings.pulse
+        context_tags = current_tags()
+        self.tags = {**settings.tags, **context_tags} if context_tags else settings.tags
+        self.model = field(body, "model")
+        self.end_user = endpoint.end_user(body)
+        self.prompt = body  # read only if an estimate is needed
+        self.streamed = streamed
+        self.usage_injected = False
+        self.via_gateway = False
+        self.status_code: int | None = None
+        self.response_model: str | None = None
+        self.counts: dict[str, int] = {}  # what the provider reported so far (Pulse's conventions)
+        self.reported: dict[str, int] = {}  # the same in the provider's terms, where they differ (Anthropic)
+        self.text: list[str] = []  # text streamed so far, for an estimate
+        self.ttft_ms: float | None = None
+        self.ended = False  # the stream reached its end
+        self.failed_in_stream = False  # the stream said the call failed (Responses' response.failed)
+        self.iterating = False  # inside the SDK's stream iterator (whose end closes the response)
+        self.finalizer: Any = None  # records a stream dropped unfinished (streams.py)
+        self._once = [True]
+        marks = capture.get()
+        if marks is not None:
+            marks.append(True)
+        self.started_wall = time.time()
+        self.started = time.perf_counter()
+
+    # -- what the answer says ----------------------------------------------------------------
+
+    def first_content(self) -> None:
+        if self.ttft_ms is None:
+            self.ttft_ms = (time.perf_counter() - self.started) * 1000
+
+    def take_usage(self, usage: Usage | None) -> None:
+        if usage is not None:
+            self.counts.update(usage.as_dict())
+
+    def take_response(self, response: Any) -> None:
+        """A whole answer: its model, its usage, else the text to estimate from."""
+        self.response_model = model_of(response)
+        usage = usage_of(response)
+        if usage is not None:
+            self.take_usage(usage)
+        else:
+            self.text.append(text_of(response))
+        self.ended = True
+
+    # -- the record ---------------------------------------------------------------------------
+
+    def succeeded(self, status_code: int | None = None) -> None:
+        self.finish(success=not self.failed_in_stream, status_code=status_code or self.status_code or 200)
+
+    def failed(self, error: BaseException, *, mid_stream: bool = False) -> None:
+        """An exception out of the SDK. Before any answer it is recorded when it is the
+        provider's (an API, connection or timeout error); anything else (a cancelled task, a bad
+        argument) says nothing about the call. Mid-stream every error is the call's: it was
+        answered, and broke."""
+        if not (mid_stream or is_api_error(error)):
+            self.forget()
+            return
+        status = getattr(error, "status_code", None)
+        response = getattr(error, "response", None)
+        if response is not None and GATEWAY_HEADER in getattr(response, "headers", ()):
+            self.via_gateway = True
+        self.finish(success=False, status_code=status if isinstance(status, int) and status >= 400 else None)
+
+    def forget(self) -> None:
+        """Never record this call."""
+        self._once.clear()
+        if self.finalizer is not None:
+            self.finalizer.detach()
+
+    def finish(self, *, success: bool, status_code: int | None) -> None:
+        try:
+            self._once.pop()
+        except IndexError:
+            return  # recorded already
+        if self.finalizer is not None:
+            self.finalizer.detach()
+            self.finalizer = None
+        if self.via_gateway:
+            return
+        try:
+            fields = self.event(success=success, status_code=status_code)
+        except Exception:
+            logger.exception("Pulse could not read the %s call's answer; it is not recorded. "
+                             "Please report this with your %s package's version.", self.provider, self.provider)
+            return
+        send(self.pulse, fields)
+
+    def event(self, *, success: bool, status_code: int | None) -> dict[str, Any]:
+        elapsed_ms = (time.perf_counter() - self.started) * 1000
+        fields: dict[str, Any] = {
+            "provider": self.provider,
+            "model": self.response_model or (self.model if isinstance(self.model, str) and self.model else "unknown"),
+            "latency_ms": round(elapsed_ms, 3),
+            "status_code": status_code,
+            "success": success,
+            "timestamp": self.started_wall,
+            "endpoint": self.endpoint.name,
+            "streamed": self.streamed,
+        }
+        if self.tags:
+            fields["tags"] = dict(self.tags)
+        if self.end_user:
+            fields["end_user"] = self.end_user
+        if self.ttft_ms is not None:
+            fields["ttft_ms"] = round(self.ttft_ms, 3)
+        if success or self.counts or self.text:
+            fields.update(self.token_counts())
+        return fields
+
+    def token_counts(self) -> dict[str, Any]:
+        """The provider's counts when it sent them for the whole answer; else estimates, over the
+        prompt and over the text received (a stream cut short has no final usage). As the
+        gateway counts (gateway/calls.py final_counts)."""
+        counts = self.counts
+        estimated = False
+        input_tokens = counts.get("input_tokens")
+        if input_tokens is None:
+            input_tokens, estimated = self.estimated_prompt_tokens(), True
+        output_tokens = counts.get("output_tokens")
+        if output_tokens is None or not self.ended:
+            guess = estimate_tokens("".join(self.text))
+            output_tokens, estimated = max(output_tokens or 0, guess), True
+        usage = Usage(input_tokens, output_tokens, counts.get("cached_tokens", 0), counts.get("reasoning_tokens", 0))
+        return {**usage.as_dict(), "token_count_source": "estimate" if estimated else "usage"}
+
+    def estimated_prompt_tokens(self) -> int:
+        return estimate_tokens(" ".join(texts(self.endpoint.prompt_of(self.prompt))))
+
+
+def is_api_error(error: BaseException) -> bool:
+    """The SDKs' own APIError family (status, connection and timeout errors), by name, so
+    neither package has to be imported to tell."""
+    for cls in type(error).__mro__:
+        if cls.__name__ == "APIError" and cls.__module__.split(".", 1)[0] in ("openai", "anthropic"):
+            return True
+    return False
+
+
+_get_client: Callable[[], Any] | None = None
+
+
+def send(pulse: Any, fields: dict[str, Any]) -> None:
+    """Hands the event to `pulse.track()` (the default client when none was given). Run in an
+    empty context: the event carries the tags of the call's own context, taken when it began
+    (a stream may end in another request's context, whose tags are not its own)."""
+    global _get_client
+    try:
+        if pulse is None:
+            if _get_client is None:
+                from ..client import get_client
+
+                _get_client = get_client
+            pulse = _get_client()
+        contextvars.Context().run(pulse.track, **fields)
+    except Exception:
+        logger.exception("Pulse could not record a %s call (%s); the call itself went on.",
+                         fields.get("provider"), fields.get("model"))
+
+
+def begin(endpoint: Endpoint, settings: Settings, body: Any, streamed: bool) -> Call | None:
+    try:
+        return Call(endpoint, settings, body, streamed)
+    except Exception:
+        logger.exception("Pulse could not follow a %s call; it is not recorded.", settings.provider)
+        return None
+
+
+def enter(call: Call) -> contextvars.Token:
+    return _in_flight.set(call)
+
+
+def leave(token: contextvars.Token) -> None:
+    _in_flight.reset(token)
+
+
+def note_response(response: Any) -> None:
+    call = _in_flight.get()
+    if call is None:
+        return
+    try:
+        call.via_gateway = GATEWAY_HEADER in response.headers
+        status = count(getattr(response, "status_code", None))
+        if status is not None:
+            call.status_code = status
+    except Exception:  # an event hook must not fail the request
+        logger.debug("Pulse could not read a response's headers", exc_info=True)
+
+
+def response_hook(response: Any) -> None:
+    """httpx event hook (sync clients): note on the call in flight where its answer came from."""
+    note_response(response)
+
+
+async def async_response_hook(response: Any) -> None:
+    """httpx event hook (async clients)."""
+    note_response(response)

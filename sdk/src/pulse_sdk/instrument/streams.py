@@ -1,0 +1,137 @@
+"""A streamed answer, followed in place: the caller keeps the SDK's own Stream object (its
+iteration, `with`, `close()`, `response`, and the helpers built on it: MessageStream's
+text_stream and get_final_message(), ChatCompletionStream...), with two things swapped in:
+
+- its item iterator (`stream._iterator`, which both SDKs' Stream classes iterate) for one that
+  reads each item on its way to the caller, and holds back the usage chunk Pulse asked for;
+- its HTTP response's close()/aclose(), which every way of finishing a stream goes through:
+  the end of the items, Stream.close() and `with`, and the helpers' close().
+
+The call is recorded once, by whichever comes first: the end of the items (with the provider's
+usage), an error mid-stream, a close before the end (estimated counts), or the garbage collector
+taking a stream nobody finished or closed (a weakref finalizer on the Stream). Nothing here
+refers to the Stream object itself, so a dropped stream is still collected.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from .calls import Call
+from .endpoints import Endpoint
+
+logger = logging.getLogger("pulse_sdk")
+
+# Exceptions that end a stream without saying anything about the call: the caller left.
+_LEFT = (GeneratorExit, KeyboardInterrupt)
+
+
+def _left(error: BaseException) -> bool:
+    return isinstance(error, _LEFT) or type(error).__name__ == "CancelledError"
+
+
+def watch(call: Call, endpoint: Endpoint, stream: Any, *, is_async: bool) -> Any:
+    """Follow `stream` (an SDK's Stream or AsyncStream) for `call`; returns the same object."""
+    iterator = stream._iterator  # Anthropic makes it on first use (a cached_property)
+    response = stream.response
+    if is_async:
+        stream._iterator = _aiterate(call, endpoint, iterator)
+        _wrap_aclose(call, response)
+    else:
+        stream._iterator = _iterate(call, endpoint, iterator)
+        _wrap_close(call, response)
+    finalizer = weakref.finalize(stream, _dropped, call)
+    finalizer.atexit = False  # at exit the client may be gone: a stream still open then is lost
+    call.finalizer = finalizer
+    return stream
+
+
+def _observe(call: Call, endpoint: Endpoint, item: Any) -> bool:
+    try:
+        return endpoint.observe(call, item)
+    except Exception:
+        logger.debug("Pulse could not read a streamed item", exc_info=True)
+        return True
+
+
+def _iterate(call: Call, endpoint: Endpoint, items: Iterator[Any]) -> Iterator[Any]:
+    following = items.__next__
+    try:
+        while True:
+            call.iterating = True
+            try:
+                item = following()
+            except StopIteration:
+                break
+            finally:
+                call.iterating = False
+            if _observe(call, endpoint, item):
+                yield item
+    except BaseException as error:
+        _ended_by(call, error)
+        raise
+    call.ended = True
+    call.succeeded()
+
+
+async def _aiterate(call: Call, endpoint: Endpoint, items: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    following = items.__anext__
+    try:
+        while True:
+            call.iterating = True
+            try:
+                item = await following()
+            except StopAsyncIteration:
+                break
+            finally:
+                call.iterating = False
+            if _observe(call, endpoint, item):
+                yield item
+    except BaseException as error:
+        _ended_by(call, error)
+        raise
+    call.ended = True
+    call.succeeded()
+
+
+def _ended_by(call: Call, error: BaseException) -> None:
+    if _left(error):
+        call.succeeded()  # closed, or dropped, before its end: what was received is counted
+    else:
+        call.failed(error, mid_stream=True)
+
+
+def _wrap_close(call: Call, response: Any) -> None:
+    close = response.close
+
+    def close_and_record() -> None:
+        try:
+            close()
+        finally:
+            # Closed by the stream's own end (inside the SDK's iterator): recorded by _iterate,
+            # which knows whether the end was an error.
+            if not call.iterating:
+                call.succeeded()
+
+    response.close = close_and_record
+
+
+def _wrap_aclose(call: Call, response: Any) -> None:
+    aclose = response.aclose
+
+    async def aclose_and_record() -> None:
+        try:
+            await aclose()
+        finally:
+            if not call.iterating:
+                call.succeeded()
+
+    response.aclose = aclose_and_record
+
+
+def _dropped(call: Call) -> None:
+    """The Stream was garbage-collected unfinished (never iterated, or left midway)."""
+    call.succeeded()
