@@ -34,6 +34,10 @@ CHAT = "chat"
 EMBEDDINGS = "embeddings"
 MESSAGES = "messages"
 OTHER = "other"
+# How an event's counts were had (its token_count_source): the provider reported them, or they
+# were counted from the text (a stream cut short, an answer without usage).
+REPORTED = "usage"
+ESTIMATED = "estimate"
 
 _WORDS = re.compile(r"\w+|[^\w\s]", re.UNICODE)  # the server's estimate (benchmarks.providers.base)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import time
 
 import openai
 import pulse_sdk
@@ -95,6 +96,7 @@ def test_a_stream_dropped_unfinished_is_recorded_by_the_garbage_collector(openai
     stream = openai_client.chat.completions.create(model="sim-fast", messages=HELLO, stream=True)
     next(stream), next(stream), next(stream)
     never_read = openai_client.chat.completions.create(model="sim-fast", messages=HELLO, stream=True)
+    time.sleep(0.3)  # the time a stream took is until its last item, not until it was collected
     del stream, never_read
     gc.collect()
 
@@ -102,6 +104,7 @@ def test_a_stream_dropped_unfinished_is_recorded_by_the_garbage_collector(openai
     assert len(events) == 2
     assert sorted(event.output_tokens for event in events) == [0, 2]
     assert all(event.token_count_source == "estimate" and event.streamed for event in events)
+    assert all(event.latency_ms < 250 for event in events)
 
 
 def test_the_stream_helper_and_parse_are_recorded_once_each(openai_client, sdk):

@@ -18,6 +18,8 @@ class's name and package, so neither needs to be installed for the other.
 from __future__ import annotations
 
 import logging
+import sys
+import types
 from collections.abc import Mapping
 from typing import Any, Callable, TypeVar
 
@@ -254,3 +256,15 @@ def _add_response_hook(client: Any, is_async: bool) -> None:
     current = list(hooks.get("response", []))
     if hook not in current:
         http.event_hooks = {**hooks, "response": [*current, hook]}
+
+
+class _CallableModule(types.ModuleType):
+    """This package is named like the function it exports, and importing it (directly, or by
+    importing pulse_sdk.decorators, which uses it) binds `pulse_sdk.instrument` to the package
+    rather than to the function. The package is made callable as the function, so that
+    `pulse_sdk.instrument(client)` works whichever of the two the name holds."""
+
+    __call__ = staticmethod(instrument)
+
+
+sys.modules[__name__].__class__ = _CallableModule

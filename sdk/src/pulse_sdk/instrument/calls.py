@@ -20,7 +20,18 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..context import current_tags
-from ..usage import Usage, count, estimate_tokens, field, model_of, text_of, texts, usage_of
+from ..usage import (
+    ESTIMATED,
+    REPORTED,
+    Usage,
+    count,
+    estimate_tokens,
+    field,
+    model_of,
+    text_of,
+    texts,
+    usage_of,
+)
 
 if TYPE_CHECKING:
     from .endpoints import Endpoint
@@ -50,7 +61,7 @@ class Settings:
 class Call:
     __slots__ = (
         "_once", "counts", "end_user", "endpoint", "ended", "failed_in_stream", "finalizer", "iterating",
-        "model", "prompt", "provider", "pulse", "reported", "response_model", "started", "started_wall",
+        "last_activity", "model", "prompt", "provider", "pulse", "reported", "response_model", "started", "started_wall",
         "status_code", "streamed", "tags", "text", "ttft_ms", "usage_injected", "via_gateway",
     )
 
@@ -75,6 +86,7 @@ class Call:
         self.ended = False  # the stream reached its end
         self.failed_in_stream = False  # the stream said the call failed (Responses' response.failed)
         self.iterating = False  # inside the SDK's stream iterator (whose end closes the response)
+        self.last_activity = 0.0  # when the last streamed item came (perf_counter)
         self.finalizer: Any = None  # records a stream dropped unfinished (streams.py)
         self._once = [True]
         marks = capture.get()
@@ -105,22 +117,27 @@ class Call:
 
     # -- the record ---------------------------------------------------------------------------
 
-    def succeeded(self, status_code: int | None = None) -> None:
-        self.finish(success=not self.failed_in_stream, status_code=status_code or self.status_code or 200)
+    def succeeded(self, *, at: float | None = None) -> None:
+        self.finish(success=not self.failed_in_stream, status_code=self.status_code or 200, at=at)
 
     def failed(self, error: BaseException, *, mid_stream: bool = False) -> None:
         """An exception out of the SDK. Before any answer it is recorded when it is the
         provider's (an API, connection or timeout error); anything else (a cancelled task, a bad
         argument) says nothing about the call. Mid-stream every error is the call's: it was
         answered, and broke."""
-        if not (mid_stream or is_api_error(error)):
-            self.forget()
+        try:
+            if not (mid_stream or is_api_error(error)):
+                self.forget()
+                return
+            status = getattr(error, "status_code", None)
+            response = getattr(error, "response", None)
+            if response is not None and GATEWAY_HEADER in getattr(response, "headers", ()):
+                self.via_gateway = True
+            status = status if isinstance(status, int) and status >= 400 else None
+        except Exception:  # the caller's exception must go on unchanged, whatever happens here
+            logger.exception("Pulse could not read a %s error; the call is not recorded.", self.provider)
             return
-        status = getattr(error, "status_code", None)
-        response = getattr(error, "response", None)
-        if response is not None and GATEWAY_HEADER in getattr(response, "headers", ()):
-            self.via_gateway = True
-        self.finish(success=False, status_code=status if isinstance(status, int) and status >= 400 else None)
+        self.finish(success=False, status_code=status)
 
     def forget(self) -> None:
         """Never record this call."""
@@ -128,26 +145,28 @@ class Call:
         if self.finalizer is not None:
             self.finalizer.detach()
 
-    def finish(self, *, success: bool, status_code: int | None) -> None:
+    def finish(self, *, success: bool, status_code: int | None, at: float | None = None) -> None:
+        """Record the call, once (later calls do nothing); `at`: when it ended (perf_counter),
+        if not now. Never raises."""
         try:
             self._once.pop()
         except IndexError:
             return  # recorded already
-        if self.finalizer is not None:
-            self.finalizer.detach()
-            self.finalizer = None
-        if self.via_gateway:
-            return
         try:
-            fields = self.event(success=success, status_code=status_code)
+            if self.finalizer is not None:
+                self.finalizer.detach()
+                self.finalizer = None
+            if self.via_gateway:
+                return
+            fields = self.event(success=success, status_code=status_code, at=at)
         except Exception:
             logger.exception("Pulse could not read the %s call's answer; it is not recorded. "
                              "Please report this with your %s package's version.", self.provider, self.provider)
             return
         send(self.pulse, fields)
 
-    def event(self, *, success: bool, status_code: int | None) -> dict[str, Any]:
-        elapsed_ms = (time.perf_counter() - self.started) * 1000
+    def event(self, *, success: bool, status_code: int | None, at: float | None = None) -> dict[str, Any]:
+        elapsed_ms = ((at or time.perf_counter()) - self.started) * 1000
         fields: dict[str, Any] = {
             "provider": self.provider,
             "model": self.response_model or (self.model if isinstance(self.model, str) and self.model else "unknown"),
@@ -182,7 +201,7 @@ class Call:
             guess = estimate_tokens("".join(self.text))
             output_tokens, estimated = max(output_tokens or 0, guess), True
         usage = Usage(input_tokens, output_tokens, counts.get("cached_tokens", 0), counts.get("reasoning_tokens", 0))
-        return {**usage.as_dict(), "token_count_source": "estimate" if estimated else "usage"}
+        return {**usage.as_dict(), "token_count_source": ESTIMATED if estimated else REPORTED}
 
     def estimated_prompt_tokens(self) -> int:
         return estimate_tokens(" ".join(texts(self.endpoint.prompt_of(self.prompt))))

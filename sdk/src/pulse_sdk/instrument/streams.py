@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import AsyncIterator, Iterator
+from time import perf_counter
 from typing import Any
 
 from .calls import Call
@@ -37,6 +38,7 @@ def watch(call: Call, endpoint: Endpoint, stream: Any, *, is_async: bool) -> Any
     """Follow `stream` (an SDK's Stream or AsyncStream) for `call`; returns the same object."""
     iterator = stream._iterator  # Anthropic makes it on first use (a cached_property)
     response = stream.response
+    call.last_activity = perf_counter()  # its headers came
     if is_async:
         stream._iterator = _aiterate(call, endpoint, iterator)
         _wrap_aclose(call, response)
@@ -68,6 +70,7 @@ def _iterate(call: Call, endpoint: Endpoint, items: Iterator[Any]) -> Iterator[A
                 break
             finally:
                 call.iterating = False
+            call.last_activity = perf_counter()
             if _observe(call, endpoint, item):
                 yield item
     except BaseException as error:
@@ -88,6 +91,7 @@ async def _aiterate(call: Call, endpoint: Endpoint, items: AsyncIterator[Any]) -
                 break
             finally:
                 call.iterating = False
+            call.last_activity = perf_counter()
             if _observe(call, endpoint, item):
                 yield item
     except BaseException as error:
@@ -98,8 +102,11 @@ async def _aiterate(call: Call, endpoint: Endpoint, items: AsyncIterator[Any]) -
 
 
 def _ended_by(call: Call, error: BaseException) -> None:
-    if _left(error):
-        call.succeeded()  # closed, or dropped, before its end: what was received is counted
+    if isinstance(error, GeneratorExit):
+        # Closed (the SDK's close() ended it first) or dropped: ended when its last item came.
+        call.succeeded(at=call.last_activity)
+    elif _left(error):
+        call.succeeded()  # the caller stopped it midway: what was received is counted
     else:
         call.failed(error, mid_stream=True)
 
@@ -133,5 +140,6 @@ def _wrap_aclose(call: Call, response: Any) -> None:
 
 
 def _dropped(call: Call) -> None:
-    """The Stream was garbage-collected unfinished (never iterated, or left midway)."""
-    call.succeeded()
+    """The Stream was garbage-collected unfinished (never iterated, or left midway): its time
+    is until its last item, not until the collector came."""
+    call.succeeded(at=call.last_activity)
