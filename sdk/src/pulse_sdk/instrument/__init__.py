@@ -25,7 +25,7 @@ from typing import Any, Callable, TypeVar
 
 from ..context import TagValue
 from . import calls, endpoints
-from .calls import Call, Settings
+from .calls import Call, Settings, in_flight
 from .providers import provider_for
 from .streams import watch
 
@@ -144,14 +144,14 @@ class _Instrumentation:
             call, kwargs = _begin(endpoint, self.settings, kwargs)
             if call is None:
                 return original(path, *args, **kwargs)
-            token = calls.enter(call)
+            token = in_flight.set(call)
             try:
                 result = original(path, *args, **kwargs)
             except BaseException as error:
                 call.failed(error)
                 raise
             finally:
-                calls.leave(token)
+                in_flight.reset(token)
             return _answered(call, endpoint, result, is_async=False)
 
         return post
@@ -167,14 +167,14 @@ class _Instrumentation:
             call, kwargs = _begin(endpoint, self.settings, kwargs)
             if call is None:
                 return await original(path, *args, **kwargs)
-            token = calls.enter(call)
+            token = in_flight.set(call)
             try:
                 result = await original(path, *args, **kwargs)
             except BaseException as error:
                 call.failed(error)
                 raise
             finally:
-                calls.leave(token)
+                in_flight.reset(token)
             return _answered(call, endpoint, result, is_async=True)
 
         return post
@@ -208,18 +208,19 @@ def _begin(endpoint: endpoints.Endpoint, settings: Settings, kwargs: dict[str, A
 def _answered(call: Call, endpoint: endpoints.Endpoint, result: Any, *, is_async: bool) -> Any:
     """The SDK's answer, followed (a stream) or read (a whole answer); returned as it came."""
     try:
-        if type(result).__name__ == "LegacyAPIResponse":  # with_raw_response: parsed once, cached
+        kind = type(result).__name__
+        if kind == "LegacyAPIResponse":  # with_raw_response: parsed once here, cached for the caller
             _answered(call, endpoint, result.parse(), is_async=is_async)
-        elif type(result).__name__ in ("APIResponse", "AsyncAPIResponse"):
+        elif kind in ("APIResponse", "AsyncAPIResponse"):
             # with_streaming_response: the body is the caller's to read (maybe as raw lines,
             # maybe never), and reading it here would change what they get.
             call.forget()
             logger.debug("Pulse does not record calls made with with_streaming_response.")
         elif call.streamed:
-            if not (call.via_gateway and not call.usage_injected):
+            if not call.via_gateway or call.usage_injected:  # through the gateway: only hide the usage chunk
                 watch(call, endpoint, result, is_async=is_async)
         else:
-            call.take_response(result)
+            endpoint.read(call, result)
             call.succeeded()
     except Exception:
         logger.exception("Pulse could not read a %s answer; the call is not recorded.", call.provider)

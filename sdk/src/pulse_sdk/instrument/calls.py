@@ -15,23 +15,12 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import time
 from collections.abc import Mapping
+from time import perf_counter, time
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..context import current_tags
-from ..usage import (
-    ESTIMATED,
-    REPORTED,
-    Usage,
-    count,
-    estimate_tokens,
-    field,
-    model_of,
-    text_of,
-    texts,
-    usage_of,
-)
+from ..usage import ESTIMATED, REPORTED, estimate_tokens, field, texts
 
 if TYPE_CHECKING:
     from .endpoints import Endpoint
@@ -41,14 +30,14 @@ logger = logging.getLogger("pulse_sdk")
 GATEWAY_HEADER = "x-pulse-request-id"
 
 # The call whose request is on its way in this thread or task (for the HTTP response hook).
-_in_flight: contextvars.ContextVar[Call | None] = contextvars.ContextVar("pulse_sdk_call", default=None)
+in_flight: contextvars.ContextVar[Call | None] = contextvars.ContextVar("pulse_sdk_call", default=None)
 # Set by @track_cost around its function: instrumented calls inside mark it, and the decorator
 # then leaves the recording to them instead of counting the same call twice.
 capture: contextvars.ContextVar[list | None] = contextvars.ContextVar("pulse_sdk_capture", default=None)
 
 
 class Settings:
-    """What instrument() was told for one client (shared by its copies)."""
+    """What instrument() was told for one client."""
 
     __slots__ = ("provider", "pulse", "tags")
 
@@ -60,22 +49,23 @@ class Settings:
 
 class Call:
     __slots__ = (
-        "_once", "counts", "end_user", "endpoint", "ended", "failed_in_stream", "finalizer", "iterating",
-        "last_activity", "model", "prompt", "provider", "pulse", "reported", "response_model", "started", "started_wall",
-        "status_code", "streamed", "tags", "text", "ttft_ms", "usage_injected", "via_gateway",
+        "_once", "context_tags", "counts", "end_user", "endpoint", "ended", "failed_in_stream", "finalizer",
+        "iterating", "last_activity", "model", "prompt", "provider", "pulse", "reported", "response_model",
+        "started", "started_wall", "status_code", "streamed", "tags", "text", "ttft_ms", "usage_injected",
+        "via_gateway",
     )
 
     def __init__(self, endpoint: Endpoint, settings: Settings, body: Any, streamed: bool) -> None:
         self.endpoint = endpoint
         self.provider = settings.provider
         self.pulse = settings.pulse
-        context_tags = current_tags()
-        self.tags = {**settings.tags, **context_tags} if context_tags else settings.tags
+        self.context_tags = context_tags = current_tags()
+        self.tags = {**settings.tags, **context_tags}  # the context's win: it is closer to the call
         self.model = field(body, "model")
         self.end_user = endpoint.end_user(body)
         self.prompt = body  # read only if an estimate is needed
         self.streamed = streamed
-        self.usage_injected = False
+        self.usage_injected = False  # Pulse asked for the usage chunk (OpenAI streams)
         self.via_gateway = False
         self.status_code: int | None = None
         self.response_model: str | None = None
@@ -83,37 +73,21 @@ class Call:
         self.reported: dict[str, int] = {}  # the same in the provider's terms, where they differ (Anthropic)
         self.text: list[str] = []  # text streamed so far, for an estimate
         self.ttft_ms: float | None = None
-        self.ended = False  # the stream reached its end
+        self.ended = False  # the answer came whole: its stream reached its end
         self.failed_in_stream = False  # the stream said the call failed (Responses' response.failed)
         self.iterating = False  # inside the SDK's stream iterator (whose end closes the response)
-        self.last_activity = 0.0  # when the last streamed item came (perf_counter)
+        self.last_activity = 0.0  # when the stream's headers or its last item came (perf_counter)
         self.finalizer: Any = None  # records a stream dropped unfinished (streams.py)
         self._once = [True]
         marks = capture.get()
         if marks is not None:
             marks.append(True)
-        self.started_wall = time.time()
-        self.started = time.perf_counter()
-
-    # -- what the answer says ----------------------------------------------------------------
+        self.started_wall = time()
+        self.started = perf_counter()
 
     def first_content(self) -> None:
         if self.ttft_ms is None:
-            self.ttft_ms = (time.perf_counter() - self.started) * 1000
-
-    def take_usage(self, usage: Usage | None) -> None:
-        if usage is not None:
-            self.counts.update(usage.as_dict())
-
-    def take_response(self, response: Any) -> None:
-        """A whole answer: its model, its usage, else the text to estimate from."""
-        self.response_model = model_of(response)
-        usage = usage_of(response)
-        if usage is not None:
-            self.take_usage(usage)
-        else:
-            self.text.append(text_of(response))
-        self.ended = True
+            self.ttft_ms = (perf_counter() - self.started) * 1000
 
     # -- the record ---------------------------------------------------------------------------
 
@@ -163,34 +137,34 @@ class Call:
             logger.exception("Pulse could not read the %s call's answer; it is not recorded. "
                              "Please report this with your %s package's version.", self.provider, self.provider)
             return
-        send(self.pulse, fields)
+        send(self.pulse, fields, self.context_tags)
 
     def event(self, *, success: bool, status_code: int | None, at: float | None = None) -> dict[str, Any]:
-        elapsed_ms = ((at or time.perf_counter()) - self.started) * 1000
+        model = self.response_model or self.model
         fields: dict[str, Any] = {
             "provider": self.provider,
-            "model": self.response_model or (self.model if isinstance(self.model, str) and self.model else "unknown"),
-            "latency_ms": round(elapsed_ms, 3),
+            "model": model if isinstance(model, str) and model else "unknown",
+            "latency_ms": round(((at or perf_counter()) - self.started) * 1000, 3),
             "status_code": status_code,
             "success": success,
             "timestamp": self.started_wall,
             "endpoint": self.endpoint.name,
             "streamed": self.streamed,
+            "tags": self.tags,
         }
-        if self.tags:
-            fields["tags"] = dict(self.tags)
         if self.end_user:
             fields["end_user"] = self.end_user
         if self.ttft_ms is not None:
             fields["ttft_ms"] = round(self.ttft_ms, 3)
         if success or self.counts or self.text:
-            fields.update(self.token_counts())
+            self.add_token_counts(fields)
         return fields
 
-    def token_counts(self) -> dict[str, Any]:
+    def add_token_counts(self, fields: dict[str, Any]) -> None:
         """The provider's counts when it sent them for the whole answer; else estimates, over the
         prompt and over the text received (a stream cut short has no final usage). As the
-        gateway counts (gateway/calls.py final_counts)."""
+        gateway counts (gateway/calls.py final_counts). Cached never exceeds input, nor
+        reasoning output (the server refuses an event that says otherwise)."""
         counts = self.counts
         estimated = False
         input_tokens = counts.get("input_tokens")
@@ -200,8 +174,11 @@ class Call:
         if output_tokens is None or not self.ended:
             guess = estimate_tokens("".join(self.text))
             output_tokens, estimated = max(output_tokens or 0, guess), True
-        usage = Usage(input_tokens, output_tokens, counts.get("cached_tokens", 0), counts.get("reasoning_tokens", 0))
-        return {**usage.as_dict(), "token_count_source": ESTIMATED if estimated else REPORTED}
+        fields["input_tokens"] = input_tokens
+        fields["output_tokens"] = output_tokens
+        fields["cached_tokens"] = min(counts.get("cached_tokens", 0), input_tokens)
+        fields["reasoning_tokens"] = min(counts.get("reasoning_tokens", 0), output_tokens)
+        fields["token_count_source"] = ESTIMATED if estimated else REPORTED
 
     def estimated_prompt_tokens(self) -> int:
         return estimate_tokens(" ".join(texts(self.endpoint.prompt_of(self.prompt))))
@@ -219,10 +196,11 @@ def is_api_error(error: BaseException) -> bool:
 _get_client: Callable[[], Any] | None = None
 
 
-def send(pulse: Any, fields: dict[str, Any]) -> None:
-    """Hands the event to `pulse.track()` (the default client when none was given). Run in an
-    empty context: the event carries the tags of the call's own context, taken when it began
-    (a stream may end in another request's context, whose tags are not its own)."""
+def send(pulse: Any, fields: dict[str, Any], context_tags: Mapping[str, Any] | None = None) -> None:
+    """Hands the event to `pulse.track()` (the default client when none was given). `fields`
+    carries the tags of the context the call began in (`context_tags`): if this is another one
+    (a stream may end in another request's context), track() runs in an empty context, so that
+    the tags it adds from its own context are not another call's."""
     global _get_client
     try:
         if pulse is None:
@@ -231,7 +209,10 @@ def send(pulse: Any, fields: dict[str, Any]) -> None:
 
                 _get_client = get_client
             pulse = _get_client()
-        contextvars.Context().run(pulse.track, **fields)
+        if current_tags() is context_tags:
+            pulse.track(**fields)
+        else:
+            contextvars.Context().run(pulse.track, **fields)
     except Exception:
         logger.exception("Pulse could not record a %s call (%s); the call itself went on.",
                          fields.get("provider"), fields.get("model"))
@@ -245,23 +226,13 @@ def begin(endpoint: Endpoint, settings: Settings, body: Any, streamed: bool) -> 
         return None
 
 
-def enter(call: Call) -> contextvars.Token:
-    return _in_flight.set(call)
-
-
-def leave(token: contextvars.Token) -> None:
-    _in_flight.reset(token)
-
-
 def note_response(response: Any) -> None:
-    call = _in_flight.get()
+    call = in_flight.get()
     if call is None:
         return
     try:
         call.via_gateway = GATEWAY_HEADER in response.headers
-        status = count(getattr(response, "status_code", None))
-        if status is not None:
-            call.status_code = status
+        call.status_code = response.status_code
     except Exception:  # an event hook must not fail the request
         logger.debug("Pulse could not read a response's headers", exc_info=True)
 

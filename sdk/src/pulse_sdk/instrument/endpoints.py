@@ -1,5 +1,5 @@
 """The generation endpoints Pulse records, one class each: how to read their request, what to
-ask of it (OpenAI streams: the usage chunk), and what each streamed item teaches.
+ask of it (OpenAI streams: the usage chunk), and what their answer and each streamed item say.
 
 Keyed by the path the SDKs post to, which is the same for every method that generates: OpenAI's
 `chat.completions.create/parse/stream` all post "/chat/completions", `responses.create/parse/
@@ -7,13 +7,14 @@ stream` "/responses", Anthropic's `messages.create/stream/parse` (and `beta.mess
 "/v1/messages". Other paths under them ("/responses/{id}/cancel", "/v1/messages/count_tokens")
 generate nothing and are not recorded.
 
-`observe(call, item)` runs for every streamed item in the caller's thread: it touches a few
-attributes and never parses anything again.
+`observe(call, item)` runs for every streamed item, and `read(call, answer)` for every whole
+answer, in the caller's thread: they read the SDKs' objects by attribute (what they are), and
+whatever does not fit (an SDK that changed, a server that sends less) raises, to be read the
+slow, forgiving way (`pulse_sdk.usage`) or skipped by the caller.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from ..usage import (
@@ -24,11 +25,11 @@ from ..usage import (
     anthropic_reported,
     field,
     from_anthropic,
+    model_of,
+    text_of,
     usage_of,
 )
 from .calls import Call
-
-logger = logging.getLogger("pulse_sdk")
 
 
 class Endpoint:
@@ -46,6 +47,31 @@ class Endpoint:
         """The post() arguments to send (the caller's, unless something must be asked for)."""
         return kwargs
 
+    def read(self, call: Call, answer: Any) -> None:
+        """A whole answer: its model, and its usage, or else its text to estimate from."""
+        try:
+            call.response_model = answer.model
+            call.counts = self.counts_of(answer.usage)
+        except Exception:
+            call.response_model = model_of(answer)
+            usage = usage_of(answer)
+            if usage is not None:
+                call.counts = usage.as_dict()
+        if not call.counts:
+            call.text.append(text_of(answer))
+        call.ended = True
+
+    def counts_of(self, usage: Any) -> dict[str, int]:
+        """OpenAI's usage block (chat completions, completions, embeddings), for an SDK object."""
+        counts = {"input_tokens": usage.prompt_tokens, "output_tokens": getattr(usage, "completion_tokens", None) or 0}
+        details = getattr(usage, "prompt_tokens_details", None)
+        if details is not None and details.cached_tokens:
+            counts["cached_tokens"] = details.cached_tokens
+        details = getattr(usage, "completion_tokens_details", None)
+        if details is not None and details.reasoning_tokens:
+            counts["reasoning_tokens"] = details.reasoning_tokens
+        return counts
+
     def observe(self, call: Call, item: Any) -> bool:
         """Learn from one streamed item; False hides it from the caller (an item Pulse asked for)."""
         return True
@@ -54,7 +80,7 @@ class Endpoint:
 class _UsageChunks(Endpoint):
     """OpenAI streams report usage only when asked (stream_options.include_usage): it is asked
     for, and the extra usage-only chunk is then kept from the caller, who sees the stream they
-    would have had without Pulse."""
+    would have had without Pulse (`"usage": null` on the other chunks is unset again)."""
 
     def prepare(self, call: Call, kwargs: dict[str, Any]) -> dict[str, Any]:
         body = kwargs.get("body")
@@ -65,69 +91,78 @@ class _UsageChunks(Endpoint):
             return kwargs  # the caller asked: they see the usage chunk, as without Pulse
         options = {**options, "include_usage": True} if isinstance(options, dict) else {"include_usage": True}
         call.usage_injected = True
-        return {**kwargs, "body": {**body, "stream_options": options}}
+        kwargs["body"] = {**body, "stream_options": options}  # kwargs is post()'s own; the body, the SDK's
+        return kwargs
 
     def observe(self, call: Call, item: Any) -> bool:
         if call.response_model is None:
-            model = getattr(item, "model", None)
-            if isinstance(model, str) and model:
-                call.response_model = model
-        choices = getattr(item, "choices", None)
-        if choices:
-            for choice in choices:
-                self.observe_choice(call, choice)
-        usage = getattr(item, "usage", None)
-        if usage is not None:
-            call.take_usage(usage_of(usage))
-            if not choices:
-                call.ended = True  # the usage chunk comes last
-                if call.usage_injected:
-                    return False
+            call.response_model = item.model
+        choices = item.choices
+        for choice in choices:
+            self.observe_choice(call, choice)
+        return self.observe_usage(call, item, choices)
+
+    def observe_usage(self, call: Call, item: Any, choices: Any) -> bool:
+        usage = item.usage
+        if usage is None:
             if call.usage_injected:
-                _unset_usage(item)
-        elif call.usage_injected:
-            _unset_usage(item)
+                item.__pydantic_fields_set__.discard("usage")
+            return True
+        call.counts = self.counts_of(usage)
+        if not choices:
+            call.ended = True  # the usage chunk comes last
+            return not call.usage_injected
+        if call.usage_injected:  # usage riding on a chunk with choices (some servers do)
+            item.usage = None
+            item.__pydantic_fields_set__.discard("usage")
         return True
 
     def observe_choice(self, call: Call, choice: Any) -> None:
         raise NotImplementedError
 
 
-def _unset_usage(chunk: Any) -> None:
-    """Once usage is asked for, OpenAI puts `"usage": null` on every chunk; the caller who did
-    not ask gets chunks without the key, as before (`chunk.to_dict()` shows no usage)."""
-    fields_set = getattr(chunk, "__pydantic_fields_set__", None)
-    if fields_set is None:  # not a pydantic object: nothing to hide
-        return
-    if chunk.usage is not None:
-        chunk.usage = None
-    fields_set.discard("usage")
-
-
 class ChatCompletions(_UsageChunks):
     name = CHAT
 
-    def observe_choice(self, call: Call, choice: Any) -> None:
-        delta = getattr(choice, "delta", None)
-        if delta is not None:
-            content = getattr(delta, "content", None)
+    def observe(self, call: Call, item: Any) -> bool:
+        """The common chunk (one choice, some text) read inline: this runs for every chunk."""
+        if call.response_model is None:
+            call.response_model = item.model
+        choices = item.choices
+        for choice in choices:
+            delta = choice.delta
+            content = delta.content if delta is not None else None
             if content:
                 call.text.append(content)
-                call.first_content()
-            else:
-                # Reasoning (DeepSeek and vLLM say reasoning_content, OpenRouter reasoning), a
-                # refusal, tool call arguments: content too, for TTFT and for an estimate.
-                for name in ("reasoning_content", "reasoning", "refusal"):
-                    value = getattr(delta, name, None)
-                    if isinstance(value, str) and value:
-                        call.text.append(value)
-                        call.first_content()
-                for tool_call in getattr(delta, "tool_calls", None) or ():
-                    arguments = field(field(tool_call, "function"), "arguments")
+                if call.ttft_ms is None:
                     call.first_content()
-                    if isinstance(arguments, str):
-                        call.text.append(arguments)
-        if getattr(choice, "finish_reason", None):
+            else:
+                self.observe_choice(call, choice)
+        return self.observe_usage(call, item, choices)
+
+    def observe_choice(self, call: Call, choice: Any) -> None:
+        delta = choice.delta
+        content = delta.content if delta is not None else None
+        if content:
+            call.text.append(content)
+            if call.ttft_ms is None:
+                call.first_content()
+            return
+        # No text: the role chunk, the finish chunk, or content of another kind: reasoning
+        # (DeepSeek and vLLM say reasoning_content, OpenRouter reasoning: extra fields), a
+        # refusal, tool call arguments. Content too, for TTFT and for an estimate.
+        if delta is not None:
+            extra = delta.__pydantic_extra__ or {}
+            for value in (extra.get("reasoning_content"), extra.get("reasoning"), delta.refusal):
+                if isinstance(value, str) and value:
+                    call.text.append(value)
+                    call.first_content()
+            for tool_call in delta.tool_calls or ():
+                call.first_content()
+                arguments = field(field(tool_call, "function"), "arguments")
+                if isinstance(arguments, str):
+                    call.text.append(arguments)
+        if choice.finish_reason:
             call.first_content()  # an answer with no content at all still arrived
 
 
@@ -138,11 +173,11 @@ class Completions(_UsageChunks):
         return field(body, "prompt")
 
     def observe_choice(self, call: Call, choice: Any) -> None:
-        text = getattr(choice, "text", None)
+        text = choice.text
         if text:
             call.text.append(text)
             call.first_content()
-        elif getattr(choice, "finish_reason", None):
+        elif choice.finish_reason:
             call.first_content()
 
 
@@ -163,24 +198,32 @@ class Responses(Endpoint):
     def prompt_of(self, body: Any) -> Any:
         return [field(body, "instructions"), field(body, "input")]
 
+    def counts_of(self, usage: Any) -> dict[str, int]:
+        counts = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+        details = getattr(usage, "input_tokens_details", None)
+        if details is not None and details.cached_tokens:
+            counts["cached_tokens"] = details.cached_tokens
+        details = getattr(usage, "output_tokens_details", None)
+        if details is not None and details.reasoning_tokens:
+            counts["reasoning_tokens"] = details.reasoning_tokens
+        return counts
+
     def observe(self, call: Call, item: Any) -> bool:
-        kind = getattr(item, "type", None)
-        if not isinstance(kind, str):
-            return True
+        kind = item.type
         if kind.endswith(".delta"):
             delta = getattr(item, "delta", None)
             if isinstance(delta, str) and delta:
                 call.text.append(delta)
-            call.first_content()
+            if call.ttft_ms is None:
+                call.first_content()
         elif kind in _RESPONSE_ENDS or kind == "response.created":
-            response = getattr(item, "response", None)
-            model = getattr(response, "model", None)
-            if isinstance(model, str) and model:
-                call.response_model = model
+            response = item.response
+            call.response_model = response.model
             if kind != "response.created":
-                call.take_usage(usage_of(response))
                 call.ended = True
                 call.failed_in_stream = kind == "response.failed"
+                if response.usage is not None:
+                    call.counts = self.counts_of(response.usage)
         return True
 
 
@@ -197,34 +240,35 @@ class Messages(Endpoint):
     def prompt_of(self, body: Any) -> Any:
         return [field(body, "system"), field(body, "messages")]
 
+    def counts_of(self, usage: Any) -> dict[str, int]:
+        return from_anthropic(anthropic_reported(usage))
+
     def observe(self, call: Call, item: Any) -> bool:
-        kind = getattr(item, "type", None)
+        kind = item.type
         if kind == "content_block_delta":
-            delta = getattr(item, "delta", None)
-            for name in ("text", "thinking", "partial_json"):
-                value = getattr(delta, name, None)
-                if isinstance(value, str):
-                    call.text.append(value)
-                    break
-            call.first_content()
+            delta = item.delta
+            text = getattr(delta, "text", None) or getattr(delta, "thinking", None) or getattr(delta, "partial_json", None)
+            if isinstance(text, str):
+                call.text.append(text)
+            if call.ttft_ms is None:
+                call.first_content()
         elif kind == "message_start":
-            message = getattr(item, "message", None)
-            model = getattr(message, "model", None)
-            if isinstance(model, str) and model:
-                call.response_model = model
-            self._take(call, getattr(message, "usage", None))
+            message = item.message
+            call.response_model = message.model
+            self._take(call, message.usage)
         elif kind == "message_delta":
-            self._take(call, getattr(item, "usage", None))
+            self._take(call, item.usage)
         elif kind == "message_stop":
             call.ended = True
         return True
 
     @staticmethod
     def _take(call: Call, usage: Any) -> None:
-        if usage is None:
-            return
-        call.reported.update(anthropic_reported(usage))
-        call.counts = from_anthropic(call.reported)
+        """A stream's usage comes in parts: message_delta may repeat some of message_start's
+        counts and not others."""
+        if usage is not None:
+            call.reported.update(anthropic_reported(usage))
+            call.counts = from_anthropic(call.reported)
 
 
 OPENAI: dict[str, Endpoint] = {

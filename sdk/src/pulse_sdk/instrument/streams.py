@@ -19,7 +19,7 @@ import logging
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from time import perf_counter
-from typing import Any
+from typing import Any, Callable
 
 from .calls import Call
 from .endpoints import Endpoint
@@ -40,38 +40,27 @@ def watch(call: Call, endpoint: Endpoint, stream: Any, *, is_async: bool) -> Any
     response = stream.response
     call.last_activity = perf_counter()  # its headers came
     if is_async:
-        stream._iterator = _aiterate(call, endpoint, iterator)
+        stream._iterator = _aiterate(call, endpoint.observe, iterator)
         _wrap_aclose(call, response)
     else:
-        stream._iterator = _iterate(call, endpoint, iterator)
-        _wrap_close(call, response)
+        stream._iterator = items = _iterate(call, endpoint.observe, iterator)
+        _wrap_close(call, response, weakref.ref(items))
     finalizer = weakref.finalize(stream, _dropped, call)
     finalizer.atexit = False  # at exit the client may be gone: a stream still open then is lost
     call.finalizer = finalizer
     return stream
 
 
-def _observe(call: Call, endpoint: Endpoint, item: Any) -> bool:
+def _iterate(call: Call, observe: Callable[[Call, Any], bool], items: Iterator[Any]) -> Iterator[Any]:
     try:
-        return endpoint.observe(call, item)
-    except Exception:
-        logger.debug("Pulse could not read a streamed item", exc_info=True)
-        return True
-
-
-def _iterate(call: Call, endpoint: Endpoint, items: Iterator[Any]) -> Iterator[Any]:
-    following = items.__next__
-    try:
-        while True:
-            call.iterating = True
-            try:
-                item = following()
-            except StopIteration:
-                break
-            finally:
-                call.iterating = False
+        for item in items:
             call.last_activity = perf_counter()
-            if _observe(call, endpoint, item):
+            try:
+                keep = observe(call, item)
+            except Exception:  # an item Pulse cannot read is still the caller's
+                logger.debug("Pulse could not read a streamed item", exc_info=True)
+                keep = True
+            if keep:
                 yield item
     except BaseException as error:
         _ended_by(call, error)
@@ -80,7 +69,9 @@ def _iterate(call: Call, endpoint: Endpoint, items: Iterator[Any]) -> Iterator[A
     call.succeeded()
 
 
-async def _aiterate(call: Call, endpoint: Endpoint, items: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _aiterate(call: Call, observe: Callable[[Call, Any], bool], items: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    # An async generator is not "running" while it awaits, so the SDK's aclose() at the end of
+    # its iterator is told apart by a flag instead.
     following = items.__anext__
     try:
         while True:
@@ -92,7 +83,12 @@ async def _aiterate(call: Call, endpoint: Endpoint, items: AsyncIterator[Any]) -
             finally:
                 call.iterating = False
             call.last_activity = perf_counter()
-            if _observe(call, endpoint, item):
+            try:
+                keep = observe(call, item)
+            except Exception:
+                logger.debug("Pulse could not read a streamed item", exc_info=True)
+                keep = True
+            if keep:
                 yield item
     except BaseException as error:
         _ended_by(call, error)
@@ -111,16 +107,18 @@ def _ended_by(call: Call, error: BaseException) -> None:
         call.failed(error, mid_stream=True)
 
 
-def _wrap_close(call: Call, response: Any) -> None:
+def _wrap_close(call: Call, response: Any, following: weakref.ref) -> None:
     close = response.close
 
     def close_and_record() -> None:
         try:
             close()
         finally:
-            # Closed by the stream's own end (inside the SDK's iterator): recorded by _iterate,
-            # which knows whether the end was an error.
-            if not call.iterating:
+            # Closed by the stream's own end, inside the SDK's iterator, which _iterate is
+            # running: _iterate records it, knowing whether the end was an error. (A weak
+            # reference: a dropped stream's generators must not be kept in a cycle with it.)
+            items = following()
+            if items is None or not items.gi_running:
                 call.succeeded()
 
     response.close = close_and_record
