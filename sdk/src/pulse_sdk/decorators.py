@@ -66,7 +66,8 @@ def track_cost(feature: Any = None, *, provider: str | None = None, pulse: Any =
     """
     if callable(feature):  # used bare: @track_cost
         return track_cost()(feature)
-    own_tags: dict[str, TagValue] = {**({"feature": feature} if feature is not None else {}), **tags}
+    own_tags: dict[str, TagValue] = calls.checked_tags(
+        {**({"feature": feature} if feature is not None else {}), **tags}, "@pulse_sdk.track_cost")
     tracker = _Tracker(own_tags, provider, pulse)
 
     def decorate(func: F) -> F:
@@ -159,8 +160,9 @@ class _Tracker:
         wall, perf = started
         tags = dict(context.current_tags())  # the caller's block's and the decorator's
         fields: dict[str, Any] = {
-            "provider": provider, "model": model, "success": success, "timestamp": wall, "streamed": False,
-            "latency_ms": round((time.perf_counter() - perf) * 1000, 3),
+            "provider": provider[:calls.MAX_PROVIDER], "model": model[:calls.MAX_MODEL], "success": success,
+            "timestamp": wall, "streamed": False,
+            "latency_ms": min(round((time.perf_counter() - perf) * 1000, 3), calls.MAX_MILLISECONDS),
         }
         if tags:
             fields["tags"] = tags

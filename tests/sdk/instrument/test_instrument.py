@@ -180,12 +180,16 @@ def test_calls_from_many_threads_are_each_recorded_once(openai_client, sdk):
     assert all(event.output_tokens == 16 and event.token_count_source == "usage" for event in events)
 
 
-def test_a_failing_recorder_never_reaches_the_caller(sim, caplog):
+def test_a_failing_recorder_never_reaches_the_caller(sim, caplog, monkeypatch):
+    from pulse_sdk.instrument import calls
+
+    monkeypatch.setattr(calls, "_failures_logged", set())
+
     class Broken:
         def track(self, **fields):
             raise RuntimeError("the recorder is down")
 
-    with sim_openai(sim) as client, caplog.at_level(logging.ERROR, logger="pulse_sdk"):
+    with sim_openai(sim) as client, caplog.at_level(logging.DEBUG, logger="pulse_sdk"):
         pulse_sdk.instrument(client, pulse=Broken())
         answer = client.chat.completions.create(model="sim-instant", messages=HELLO)
         chunks = list(client.chat.completions.create(model="sim-instant", messages=HELLO, stream=True))
@@ -193,8 +197,28 @@ def test_a_failing_recorder_never_reaches_the_caller(sim, caplog):
             client.chat.completions.create(model="sim-429", messages=HELLO)
 
     assert answer.choices[0].message.content and len(chunks) == 18
-    assert caplog.text.count("Pulse could not record a openai call (sim-instant)") == 2
-    assert "the call itself went on" in caplog.text
+    failures = [record for record in caplog.records if "could not record" in record.getMessage()]
+    assert [record.levelname for record in failures] == ["ERROR", "DEBUG", "DEBUG"]  # a traceback once, then a line
+    assert failures[0].exc_info is not None and "the call itself went on" in failures[0].getMessage()
+
+
+def test_tags_the_server_would_refuse_are_left_out_with_a_warning(sim, sdk, caplog):
+    tags = {"team": "growth", "": "empty key", "long": "x" * 129, "object": object(), "nan": float("nan"), "n": 7}
+    with sim_openai(sim) as client, caplog.at_level(logging.WARNING, logger="pulse_sdk"):
+        pulse_sdk.instrument(client, pulse=sdk.client, tags=tags)
+        client.chat.completions.create(model="sim-instant", messages=HELLO)
+
+    [event] = sdk.events(1)
+    assert event.tags == {"team": "growth", "n": "7"}
+    assert caplog.text.count("pulse_sdk.instrument(): the tag") == 4
+
+
+def test_with_streaming_response_is_not_recorded_and_works_as_without_pulse(openai_client, sdk):
+    with openai_client.chat.completions.with_streaming_response.create(model="sim-instant", messages=HELLO) as response:
+        assert response.parse().usage.completion_tokens == 16
+    openai_client.chat.completions.create(model="sim-instant", messages=HELLO)
+
+    assert len(sdk.events(1)) == 1
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pulse_sdk.client") is None,

@@ -262,13 +262,20 @@ def test_async_chat_plain_streamed_and_closed_early(async_openai_client, sdk):
             stream = await client.chat.completions.create(model="sim-fast", messages=HELLO, stream=True)
             await stream.__anext__(), await stream.__anext__(), await stream.__anext__()
             await stream.close()
+            async with await client.chat.completions.create(model="sim-fast", messages=HELLO, stream=True) as stream:
+                await stream.__anext__(), await stream.__anext__()
+            dropped = await client.chat.completions.create(model="sim-fast", messages=HELLO, stream=True)
+            await dropped.__anext__(), await dropped.__anext__(), await dropped.__anext__(), await dropped.__anext__()
+            del dropped
+            gc.collect()
             return len(chunks)
 
     assert asyncio.run(calls()) == 1 + FAST_WORDS + 1
-    plain, streamed, closed = sdk.events(3)
+    plain, streamed, closed, exited, dropped = sdk.events(5)
     assert_full_chat(plain, streamed=False)
     assert_full_chat(streamed, streamed=True)
-    assert (closed.output_tokens, closed.token_count_source) == (2, "estimate")
+    assert [(event.output_tokens, event.token_count_source) for event in (closed, exited, dropped)] == [
+        (2, "estimate"), (1, "estimate"), (3, "estimate")]
 
 
 def test_async_responses_stream_and_errors(async_openai_client, sdk):

@@ -70,7 +70,7 @@ def instrument(client: ClientT, *, pulse: Any = None, provider: str | None = Non
                            type(client).__qualname__)
             return client
         sdk, is_async = kind
-        settings = Settings(provider or provider_for(getattr(client, "base_url", ""), sdk), pulse, tags or {})
+        settings = Settings(provider or provider_for(getattr(client, "base_url", ""), sdk), pulse, tags)
         state = vars(client).get(_STATE)
         if state is not None:
             state.settings, state.provider = settings, provider

@@ -36,15 +36,43 @@ in_flight: contextvars.ContextVar[Call | None] = contextvars.ContextVar("pulse_s
 capture: contextvars.ContextVar[list | None] = contextvars.ContextVar("pulse_sdk_capture", default=None)
 
 
+# What the server stores (costs.ingestion): an event breaking one of these is refused whole.
+MAX_TAGS, MAX_TAG_KEY, MAX_TAG_VALUE = 20, 64, 128
+MAX_MILLISECONDS = 3_600_000
+MAX_MODEL, MAX_PROVIDER = 128, 64
+
+
+def checked_tags(tags: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
+    """`tags` without those the server would refuse every event for (said once, here, rather
+    than by every call's event being rejected)."""
+    kept: dict[str, Any] = {}
+    for key, value in (tags or {}).items():
+        problem = None
+        if not isinstance(key, str) or not 1 <= len(key) <= MAX_TAG_KEY:
+            problem = f"keys must be strings of 1 to {MAX_TAG_KEY} characters"
+        elif isinstance(value, str):
+            if len(value) > MAX_TAG_VALUE:
+                problem = f"values must have at most {MAX_TAG_VALUE} characters"
+        elif not isinstance(value, (bool, int, float)) or value != value or value in (float("inf"), float("-inf")):
+            problem = "values must be strings, finite numbers or booleans"
+        elif len(kept) >= MAX_TAGS:
+            problem = f"at most {MAX_TAGS} tags are kept"
+        if problem:
+            logger.warning("%s: the tag %r is left out (%s).", where, key, problem)
+        else:
+            kept[key] = value
+    return kept
+
+
 class Settings:
     """What instrument() was told for one client."""
 
     __slots__ = ("provider", "pulse", "tags")
 
-    def __init__(self, provider: str, pulse: Any, tags: Mapping[str, Any]) -> None:
-        self.provider = provider
+    def __init__(self, provider: str, pulse: Any, tags: Mapping[str, Any] | None) -> None:
+        self.provider = provider[:MAX_PROVIDER]
         self.pulse = pulse
-        self.tags = dict(tags)
+        self.tags = checked_tags(tags, "pulse_sdk.instrument()")
 
 
 class Call:
@@ -143,8 +171,8 @@ class Call:
         model = self.response_model or self.model
         fields: dict[str, Any] = {
             "provider": self.provider,
-            "model": model if isinstance(model, str) and model else "unknown",
-            "latency_ms": round(((at or perf_counter()) - self.started) * 1000, 3),
+            "model": model[:MAX_MODEL] if isinstance(model, str) and model else "unknown",
+            "latency_ms": min(round(((at or perf_counter()) - self.started) * 1000, 3), MAX_MILLISECONDS),
             "status_code": status_code,
             "success": success,
             "timestamp": self.started_wall,
@@ -155,7 +183,7 @@ class Call:
         if self.end_user:
             fields["end_user"] = self.end_user
         if self.ttft_ms is not None:
-            fields["ttft_ms"] = round(self.ttft_ms, 3)
+            fields["ttft_ms"] = min(round(self.ttft_ms, 3), MAX_MILLISECONDS)
         if success or self.counts or self.text:
             self.add_token_counts(fields)
         return fields
@@ -213,9 +241,19 @@ def send(pulse: Any, fields: dict[str, Any], context_tags: Mapping[str, Any] | N
             pulse.track(**fields)
         else:
             contextvars.Context().run(pulse.track, **fields)
-    except Exception:
-        logger.exception("Pulse could not record a %s call (%s); the call itself went on.",
-                         fields.get("provider"), fields.get("model"))
+    except Exception as error:
+        # Said in full once per kind of failure (a missing API key would otherwise fill the
+        # log with one traceback per call), then briefly.
+        kind = (type(error), fields.get("provider"))
+        if kind in _failures_logged:
+            logger.debug("Pulse could not record a %s call (%s): %s", fields.get("provider"), fields.get("model"), error)
+            return
+        _failures_logged.add(kind)
+        logger.exception("Pulse could not record a %s call (%s); the call itself went on. Later failures like "
+                         "this one are logged at DEBUG level.", fields.get("provider"), fields.get("model"))
+
+
+_failures_logged: set[tuple[type, Any]] = set()
 
 
 def begin(endpoint: Endpoint, settings: Settings, body: Any, streamed: bool) -> Call | None:
