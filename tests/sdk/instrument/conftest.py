@@ -6,9 +6,8 @@ instrumented to record into the live Pulse of tests/sdk/conftest.py.
         openai_client.chat.completions.create(model="sim-fast", messages=HELLO)
         [event] = sdk.events(1)          # flushed, then read back from the database
 
-`sdk` is a `pulse_sdk.Client` on the live server. Until that class exists on this branch (it is
-another part's work, merged later), a small stand-in with the same `track()`/`flush()` sends the
-same events through the same batch API, so these tests assert on the database either way.
+`sdk` holds a `pulse_sdk.Client` on the live server, which the instrumented clients record
+with; `sdk.events(n)` flushes it and reads the project's events back.
 The gateway fixtures (`gateway_world`: a live gateway process routed to this simulator) come
 from tests/gateway/conftest.py.
 """
@@ -16,15 +15,12 @@ from tests/gateway/conftest.py.
 from __future__ import annotations
 
 import gc
-import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from datetime import datetime
+from collections.abc import Iterator
 from typing import Any
 
 import anthropic
-import httpx
 import openai
 import pulse_sdk
 import pytest
@@ -50,50 +46,12 @@ def simulator_server() -> Iterator[SimulatedProvider]:
 # -- what records ---------------------------------------------------------------------------------
 
 
-class StandInClient:
-    """What `pulse_sdk.Client` does that these tests rely on, until it is merged: `track()`
-    stamps a key and the source and merges the context's tags under the call's; `flush()` sends
-    the batch to /api/v1/events/batch."""
-
-    def __init__(self, api_key: str, base_url: str) -> None:
-        self._http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=10.0)
-        self._events: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-
-    def track(self, **fields: Any) -> str:
-        key = uuid.uuid4().hex
-        tags = {**pulse_sdk.current_tags(), **(fields.pop("tags", None) or {})}
-        event = {**fields, "source": "sdk", "idempotency_key": key}
-        event["timestamp"] = fields.get("timestamp") or time.time()
-        if tags:
-            event["tags"] = tags
-        with self._lock:
-            self._events.append({name: value for name, value in event.items() if value is not None})
-        return key
-
-    def flush(self, timeout: float | None = 10.0) -> bool:
-        with self._lock:
-            events, self._events = self._events, []
-        if events:
-            response = self._http.post("/api/v1/events/batch", json={"events": events})
-            assert response.status_code == 202, response.text
-            assert response.json()["rejected"] == 0, response.json()
-        return True
-
-    def close(self, timeout: float | None = 10.0) -> None:
-        self.flush(timeout)
-        self._http.close()
-
-
 class Recorder:
     """The SDK client the instrumented calls record with, and what it stored."""
 
     def __init__(self, pulse: LivePulse) -> None:
         self.pulse = pulse
-        try:
-            self.client: Any = pulse_sdk.Client(api_key=pulse.ingest_key, base_url=pulse.url, flush_interval=0.05)
-        except (ImportError, AttributeError):  # pulse_sdk.client is not on this branch yet
-            self.client = StandInClient(pulse.ingest_key, pulse.url)
+        self.client = pulse_sdk.Client(api_key=pulse.ingest_key, base_url=pulse.url, flush_interval=0.05)
 
     def events(self, count: int, *, deadline_s: float = 10.0) -> list[CostEvent]:
         """Flush, then the project's events, oldest first; waits (up to a deadline) for `count`
@@ -107,7 +65,9 @@ class Recorder:
                 break
             time.sleep(0.02)
         gc.collect()
-        self.client.flush()
+        assert self.client.flush(10.0)
+        stats = self.client.stats()
+        assert (stats.rejected, stats.failed, stats.dropped) == (0, 0, 0), stats  # every event stored
         return list(self.pulse.events().order_by("occurred_at", "id"))
 
     def close(self) -> None:
@@ -178,21 +138,8 @@ class Tracked:
         self.events.append(fields)
         return uuid.uuid4().hex
 
-    def one(self) -> dict[str, Any]:
-        assert len(self.events) == 1, self.events
-        return self.events[0]
-
-    def wait_for(self, count: int, deadline_s: float = 5.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + deadline_s
-        while len(self.events) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self.events
-
 
 @pytest.fixture
 def tracked() -> Tracked:
     return Tracked()
 
-
-def started_at(event: Mapping[str, Any]) -> datetime:
-    return datetime.fromtimestamp(event["timestamp"])
