@@ -132,3 +132,16 @@ def test_async_messages_plain_streamed_and_the_helper(async_anthropic_client, sd
     assert_full_message(plain, streamed=False)
     assert_full_message(streamed, streamed=True)
     assert_full_message(helper, streamed=True, output=10)
+
+
+def test_beta_messages_and_parse_are_recorded_too(anthropic_client, sdk):
+    beta = anthropic_client.beta.messages.create(model="sim-fast", max_tokens=1024, messages=HELLO)
+    parsed = anthropic_client.messages.parse(model="sim-fast", max_tokens=1024, messages=HELLO)
+    with anthropic_client.beta.messages.stream(model="sim-fast", max_tokens=1024, messages=HELLO) as stream:
+        stream.until_done()
+
+    assert beta.usage.output_tokens == parsed.usage.output_tokens == FAST_WORDS
+    plain_beta, plain_parse, streamed = sdk.events(3)
+    assert_full_message(plain_beta, streamed=False)
+    assert_full_message(plain_parse, streamed=False)
+    assert_full_message(streamed, streamed=True)

@@ -176,19 +176,21 @@ def test_legacy_completions_plain_and_streamed(openai_client, sdk):
     assert_full_chat(streamed, streamed=True, endpoint="other")
 
 
-def test_responses_plain_streamed_and_the_stream_helper(openai_client, sdk):
+def test_responses_plain_streamed_the_stream_helper_and_parse(openai_client, sdk):
     answer = openai_client.responses.create(model="sim-fast", input="say hello to pulse", user="u-7")
     events = list(openai_client.responses.create(model="sim-fast", input="say hello to pulse", stream=True))
     with openai_client.responses.stream(model="sim-fast", input="say hello to pulse") as stream:
         final = stream.get_final_response()
+    parsed = openai_client.responses.parse(model="sim-fast", input="say hello to pulse")
 
     assert answer.usage.output_tokens == FAST_WORDS and events[-1].type == "response.completed"
-    assert final.output_text.split() == answer.output_text.split()
-    plain, streamed, helper = sdk.events(3)
+    assert final.output_text.split() == answer.output_text.split() == parsed.output_text.split()
+    plain, streamed, helper, parse = sdk.events(4)
     assert_full_chat(plain, streamed=False, endpoint="other")
     assert plain.end_user == "u-7"
     assert_full_chat(streamed, streamed=True, endpoint="other")
     assert_full_chat(helper, streamed=True, endpoint="other")
+    assert_full_chat(parse, streamed=False, endpoint="other")
 
 
 def test_paths_that_generate_nothing_are_not_recorded(openai_client, sdk, sim):
