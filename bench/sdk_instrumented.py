@@ -13,7 +13,10 @@ Two measures per shape, both from the same interleaved run (plain, instrumented,
   the record handed to `track()`. p50/p99 of (instrumented - the plain call next to it).
 - **end to end**: p50/p99 of each client's whole calls, and their difference. Noisier (loopback
   and the simulator's jitter are in both), but it also holds what the shim cannot separate: the
-  usage chunk Pulse asks for and hides (read and parsed by the SDK) and the HTTP response hook.
+  usage chunk Pulse asks for and hides (its bytes read and decoded by the SDK, its JSON by Pulse)
+  and the HTTP response hook.
+- **CPU time**: the same calls' thread CPU time (no waiting, no time taken by other processes),
+  p50 of each and their difference: the steadiest view of the whole cost on a busy machine.
 
 `track()` is a stand-in that keeps the event (a list append): the cost of the real
 `pulse_sdk.Client.track()` is bench/sdk.py's to measure. Target (issue 12, this bench's own):

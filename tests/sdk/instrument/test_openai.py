@@ -16,7 +16,9 @@ import time
 import openai
 import pulse_sdk
 import pytest
+from pulse_sdk.instrument import streams
 
+from benchmarks.simulator import ModelProfile
 from costs.models import CostEvent
 
 from .conftest import HELLO, sim_openai
@@ -48,7 +50,11 @@ def test_a_chat_completion_is_one_event_with_its_usage(openai_client, sdk):
     assert answer.usage.completion_tokens == FAST_WORDS  # the caller's answer is untouched
 
 
-def test_a_streamed_chat_read_to_its_end_is_one_event_with_usage_the_caller_never_sees(openai_client, sim, sdk):
+@pytest.mark.parametrize("raw_events", [True, False], ids=["usage event skipped unparsed", "usage chunk held back"])
+def test_a_streamed_chat_read_to_its_end_is_one_event_with_usage_the_caller_never_sees(
+        openai_client, sim, sdk, monkeypatch, raw_events):
+    if not raw_events:  # as for an SDK whose Stream has no _iter_events(): the parsed chunk is held back
+        monkeypatch.setattr(streams, "_skip_usage_event", lambda call, stream, is_async: None)
     chunks = list(openai_client.chat.completions.create(model="sim-fast", messages=HELLO, stream=True))
 
     [event] = sdk.events(1)
@@ -58,6 +64,23 @@ def test_a_streamed_chat_read_to_its_end_is_one_event_with_usage_the_caller_neve
     assert len(chunks) == 1 + FAST_WORDS + 1  # role chunk, words, finish
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert all(chunk.usage is None and "usage" not in chunk.to_dict() for chunk in chunks)
+
+
+@pytest.mark.parametrize("profile", [
+    ModelProfile(ttft_ms=5, inter_token_ms=0, output_tokens=8, usage_with_choices=True),
+    ModelProfile(ttft_ms=5, inter_token_ms=0, output_tokens=8, usage_on_every_chunk=True),
+], ids=["usage on the finish chunk", "usage on every chunk"])
+def test_usage_on_chunks_with_choices_is_hidden_too(sim, sdk, profile):
+    """Some OpenAI-compatible servers put the usage on chunks that also carry choices."""
+    sim.set_profile("sim-usage", profile)
+    with sim_openai(sim) as client:
+        pulse_sdk.instrument(client, pulse=sdk.client)
+        chunks = list(client.chat.completions.create(model="sim-usage", messages=HELLO, stream=True))
+
+    assert len(chunks) == 1 + 8 + 1 and chunks[-1].choices[0].finish_reason == "stop"
+    assert all(chunk.usage is None and "usage" not in chunk.to_dict() for chunk in chunks)
+    [event] = sdk.events(1)
+    assert (event.input_tokens, event.output_tokens, event.token_count_source) == (4, 8, "usage")
 
 
 def test_a_caller_who_asked_for_usage_still_gets_the_usage_chunk(openai_client, sdk):

@@ -100,14 +100,14 @@ class _UsageChunks(Endpoint):
         choices = item.choices
         for choice in choices:
             self.observe_choice(call, choice)
-        return self.observe_usage(call, item, choices)
-
-    def observe_usage(self, call: Call, item: Any, choices: Any) -> bool:
         usage = item.usage
         if usage is None:
             if call.usage_injected:
                 item.__pydantic_fields_set__.discard("usage")
             return True
+        return self.observe_usage(call, item, choices, usage)
+
+    def observe_usage(self, call: Call, item: Any, choices: Any, usage: Any) -> bool:
         call.counts = self.counts_of(usage)
         if not choices:
             call.ended = True  # the usage chunk comes last
@@ -138,7 +138,12 @@ class ChatCompletions(_UsageChunks):
                     call.first_content()
             else:
                 self.observe_choice(call, choice)
-        return self.observe_usage(call, item, choices)
+        usage = item.usage
+        if usage is None:
+            if call.usage_injected:
+                item.__pydantic_fields_set__.discard("usage")
+            return True
+        return self.observe_usage(call, item, choices, usage)
 
     def observe_choice(self, call: Call, choice: Any) -> None:
         delta = choice.delta

@@ -15,12 +15,14 @@ refers to the Stream object itself, so a dropped stream is still collected.
 
 from __future__ import annotations
 
+import json
 import logging
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from time import perf_counter
 from typing import Any, Callable
 
+from ..usage import usage_of
 from .calls import Call
 from .endpoints import Endpoint
 
@@ -45,10 +47,59 @@ def watch(call: Call, endpoint: Endpoint, stream: Any, *, is_async: bool) -> Any
     else:
         stream._iterator = items = _iterate(call, endpoint.observe, iterator)
         _wrap_close(call, response, weakref.ref(items))
+    if call.usage_injected:
+        _skip_usage_event(call, stream, is_async)
     finalizer = weakref.finalize(stream, _dropped, call)
     finalizer.atexit = False  # at exit the client may be gone: a stream still open then is lost
     call.finalizer = finalizer
     return stream
+
+
+def _skip_usage_event(call: Call, stream: Any, is_async: bool) -> None:
+    """The usage chunk Pulse asked for is read from its raw event and never handed to the SDK:
+    parsing it into a chunk object costs the SDK more than all of Pulse's own work on a stream.
+    (OpenAI's Stream reads its events through `_iter_events()`; without it the chunk is parsed
+    and then held back by the endpoint's observe(), as for any other SDK.)"""
+    events = getattr(stream, "_iter_events", None)
+    if events is None or type(stream).__module__.split(".", 1)[0] != "openai":
+        return
+    if is_async:
+        async def events_without_usage() -> AsyncIterator[Any]:
+            async for event in events():
+                if not _usage_event(call, event):
+                    yield event
+
+        stream._iter_events = events_without_usage
+    else:
+        def events_without_usage() -> Iterator[Any]:  # type: ignore[misc]
+            for event in events():
+                if not _usage_event(call, event):
+                    yield event
+
+        stream._iter_events = events_without_usage
+
+
+def _usage_event(call: Call, event: Any) -> bool:
+    """Whether `event` is the usage-only chunk (no choices), whose counts are then the call's.
+    Every other chunk carries `"usage":null` once usage is asked for: a substring test passes
+    them on without parsing them twice."""
+    data = event.data
+    if '"usage"' not in data or '"usage":null' in data or '"usage": null' in data:
+        return False
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        return False
+    if not isinstance(payload, dict) or payload.get("choices") or not isinstance(payload.get("usage"), dict):
+        return False
+    usage = usage_of(payload)
+    if usage is None:
+        return False
+    call.counts = usage.as_dict()
+    call.ended = True
+    if call.response_model is None and isinstance(payload.get("model"), str):
+        call.response_model = payload["model"]
+    return True
 
 
 def _iterate(call: Call, observe: Callable[[Call, Any], bool], items: Iterator[Any]) -> Iterator[Any]:
