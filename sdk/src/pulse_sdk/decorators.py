@@ -117,12 +117,12 @@ class _Tracker:
         self.pulse = pulse
         self.warned: set[str] = set()
 
-    def begin(self) -> tuple[tuple[float, float], list, Any]:
-        marks: list = []  # instrumented calls that begin inside the function mark it
+    def begin(self) -> tuple[tuple[float, float], list[bool], Any]:
+        marks: list[bool] = []  # instrumented calls that begin inside the function mark it
         token = calls.capture.set(marks)
         return (time.time(), time.perf_counter()), marks, token
 
-    def returned(self, func: Callable[..., Any], result: Any, started: tuple[float, float], marks: list) -> None:
+    def returned(self, func: Callable[..., Any], result: Any, started: tuple[float, float], marks: list[bool]) -> None:
         if marks:
             return  # an instrumented client recorded the call(s) itself
         try:
@@ -138,7 +138,7 @@ class _Tracker:
             return
         calls.send(self.pulse, fields)
 
-    def failed(self, func: Callable[..., Any], error: BaseException, started: tuple[float, float], marks: list) -> None:
+    def failed(self, func: Callable[..., Any], error: BaseException, started: tuple[float, float], marks: list[bool]) -> None:
         if marks or not calls.is_api_error(error):
             return
         try:

@@ -47,6 +47,10 @@ class Usage:
     (the server refuses an event that says otherwise)."""
 
     __slots__ = ("cached_tokens", "input_tokens", "output_tokens", "reasoning_tokens")
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
 
     def __init__(self, input_tokens: int = 0, output_tokens: int = 0, cached_tokens: int = 0,
                  reasoning_tokens: int = 0) -> None:

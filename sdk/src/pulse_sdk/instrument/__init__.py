@@ -248,9 +248,9 @@ def _find_resources(node: Any, client: Any, found: list[Any], depth: int) -> Non
 def _add_response_hook(client: Any, is_async: bool) -> None:
     """Our event hook on the SDK's HTTP client (shared by the client's copies, maybe by other
     clients: the hook does nothing outside an instrumented call), added once."""
-    http = getattr(client, "_client", None)
+    http: Any = getattr(client, "_client", None)
     hooks = getattr(http, "event_hooks", None)
-    if not isinstance(hooks, dict):
+    if http is None or not isinstance(hooks, dict):
         logger.debug("Pulse cannot see the responses of %r: calls through the gateway may be recorded twice.", http)
         return
     hook = calls.async_response_hook if is_async else calls.response_hook

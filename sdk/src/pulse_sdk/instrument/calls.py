@@ -33,7 +33,7 @@ GATEWAY_HEADER = "x-pulse-request-id"
 in_flight: contextvars.ContextVar[Call | None] = contextvars.ContextVar("pulse_sdk_call", default=None)
 # Set by @track_cost around its function: instrumented calls inside mark it, and the decorator
 # then leaves the recording to them instead of counting the same call twice.
-capture: contextvars.ContextVar[list | None] = contextvars.ContextVar("pulse_sdk_capture", default=None)
+capture: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar("pulse_sdk_capture", default=None)
 
 
 # What the server stores (costs.ingestion): an event breaking one of these is refused whole.

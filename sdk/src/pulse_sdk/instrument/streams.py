@@ -15,10 +15,11 @@ refers to the Stream object itself, so a dropped stream is still collected.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from time import perf_counter
 from typing import Any, Callable
 
@@ -50,7 +51,7 @@ def watch(call: Call, endpoint: Endpoint, stream: Any, *, is_async: bool) -> Any
     if call.usage_injected:
         _skip_usage_event(call, stream, is_async)
     finalizer = weakref.finalize(stream, _dropped, call)
-    finalizer.atexit = False  # at exit the client may be gone: a stream still open then is lost
+    finalizer.atexit = False  # type: ignore[misc]  # at exit the client may be gone: a stream still open then is lost
     call.finalizer = finalizer
     return stream
 
@@ -102,7 +103,7 @@ def _usage_event(call: Call, event: Any) -> bool:
     return True
 
 
-def _iterate(call: Call, observe: Callable[[Call, Any], bool], items: Iterator[Any]) -> Iterator[Any]:
+def _iterate(call: Call, observe: Callable[[Call, Any], bool], items: Iterator[Any]) -> Generator[Any, None, None]:
     try:
         for item in items:
             call.last_activity = perf_counter()
@@ -158,7 +159,7 @@ def _ended_by(call: Call, error: BaseException) -> None:
         call.failed(error, mid_stream=True)
 
 
-def _wrap_close(call: Call, response: Any, following: weakref.ref) -> None:
+def _wrap_close(call: Call, response: Any, following: weakref.ref[Generator[Any, None, None]]) -> None:
     close = response.close
 
     def close_and_record() -> None:
@@ -169,7 +170,7 @@ def _wrap_close(call: Call, response: Any, following: weakref.ref) -> None:
             # running: _iterate records it, knowing whether the end was an error. (A weak
             # reference: a dropped stream's generators must not be kept in a cycle with it.)
             items = following()
-            if items is None or not items.gi_running:
+            if items is None or inspect.getgeneratorstate(items) != inspect.GEN_RUNNING:
                 call.succeeded()
 
     response.close = close_and_record
