@@ -264,3 +264,22 @@ def test_calls_through_the_gateway_are_left_to_the_gateway(gateway_world, sdk):
     assert [chunk.choices and chunk.choices[0].finish_reason for chunk in chunks] == [
         chunk.choices and chunk.choices[0].finish_reason for chunk in expected]
     assert all("usage" not in chunk.to_dict() for chunk in chunks)
+
+
+def test_async_calls_through_the_gateway_are_left_to_the_gateway(gateway_world, sdk):
+    async def calls() -> None:
+        client = pulse_sdk.instrument(openai.AsyncOpenAI(base_url=gateway_world.base_url, api_key=gateway_world.raw_token,
+                                                         max_retries=0), pulse=sdk.client)
+        claude = pulse_sdk.instrument(gateway_world.anthropic(), pulse=sdk.client)
+        async with client:
+            await client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+            [chunk async for chunk in await client.chat.completions.create(model="gpt-4o-mini", messages=HELLO,
+                                                                            stream=True)]
+        with claude, claude.messages.stream(model="claude-3-5-haiku", max_tokens=16, messages=HELLO) as stream:
+            stream.until_done()
+
+    asyncio.run(calls())
+    Consumer().drain()
+    events = sdk.events(3)
+    assert [(event.source, event.endpoint, event.streamed) for event in events] == [
+        ("gateway", "chat", False), ("gateway", "chat", True), ("gateway", "messages", True)]

@@ -217,6 +217,8 @@ def _answered(call: Call, endpoint: endpoints.Endpoint, result: Any, *, is_async
             call.forget()
             logger.debug("Pulse does not record calls made with with_streaming_response.")
         elif call.streamed:
+            if not call.via_gateway:  # the hook saw it, or (a client without event hooks) it is said here
+                call.via_gateway = calls.GATEWAY_HEADER in result.response.headers
             if not call.via_gateway or call.usage_injected:  # through the gateway: only hide the usage chunk
                 watch(call, endpoint, result, is_async=is_async)
         else:
