@@ -16,6 +16,7 @@ this module imports neither SDK and accepts what `response.model_dump()` or a JS
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -42,37 +43,19 @@ ESTIMATED = "estimate"
 _WORDS = re.compile(r"\w+|[^\w\s]", re.UNICODE)  # the server's estimate (benchmarks.providers.base)
 
 
+@dataclass(frozen=True)
 class Usage:
-    """Token counts of one call. Immutable; cached never exceeds input, nor reasoning output
-    (the server refuses an event that says otherwise)."""
+    """Token counts of one call. Cached never exceeds input, nor reasoning output (the server
+    refuses an event that says otherwise)."""
 
-    __slots__ = ("cached_tokens", "input_tokens", "output_tokens", "reasoning_tokens")
-    input_tokens: int
-    output_tokens: int
-    cached_tokens: int
-    reasoning_tokens: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
 
-    def __init__(self, input_tokens: int = 0, output_tokens: int = 0, cached_tokens: int = 0,
-                 reasoning_tokens: int = 0) -> None:
-        object.__setattr__(self, "input_tokens", input_tokens)
-        object.__setattr__(self, "output_tokens", output_tokens)
-        object.__setattr__(self, "cached_tokens", min(cached_tokens, input_tokens))
-        object.__setattr__(self, "reasoning_tokens", min(reasoning_tokens, output_tokens))
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("Usage is immutable")
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Usage):
-            return NotImplemented
-        return self.as_dict() == other.as_dict()
-
-    def __hash__(self) -> int:
-        return hash(tuple(self.as_dict().values()))
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={value}" for name, value in self.as_dict().items())
-        return f"Usage({fields})"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cached_tokens", min(self.cached_tokens, self.input_tokens))
+        object.__setattr__(self, "reasoning_tokens", min(self.reasoning_tokens, self.output_tokens))
 
     def as_dict(self) -> dict[str, int]:
         return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import FrozenInstanceError
 
 import pytest
 from anthropic.types import Message, MessageDeltaUsage
@@ -69,7 +70,7 @@ def test_no_usage_is_none(answer):
 
 def test_counts_that_cannot_be_are_clamped():
     assert Usage(input_tokens=5, output_tokens=3, cached_tokens=9, reasoning_tokens=4) == Usage(5, 3, 5, 3)
-    with pytest.raises(AttributeError):
+    with pytest.raises(FrozenInstanceError):
         Usage().input_tokens = 3
 
 
