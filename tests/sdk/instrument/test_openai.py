@@ -315,3 +315,23 @@ def test_async_responses_stream_and_errors(async_openai_client, sdk):
     streamed, failed = sdk.events(2)
     assert_full_chat(streamed, streamed=True, endpoint="other")
     assert (failed.success, failed.status_code) == (False, 429)
+
+
+def test_the_stream_helpers_left_early_are_recorded_when_they_close(openai_client, sdk):
+    """ChatCompletionStream and ResponseStream close the HTTP response themselves, not the Stream."""
+    deltas = 0
+    with openai_client.chat.completions.stream(model="sim-fast", messages=HELLO) as stream:
+        for event in stream:
+            deltas += event.type == "content.delta" and bool(event.delta)
+            if deltas == 3:
+                break
+    deltas = 0
+    with openai_client.responses.stream(model="sim-fast", input="say hello to pulse") as stream:
+        for event in stream:
+            deltas += event.type == "response.output_text.delta"
+            if deltas == 5:
+                break
+
+    chat, responses = sdk.events(2)
+    assert (chat.output_tokens, chat.token_count_source, chat.endpoint) == (3, "estimate", "chat")
+    assert (responses.output_tokens, responses.token_count_source, responses.endpoint) == (5, "estimate", "other")
