@@ -86,6 +86,8 @@ class CostEvent(models.Model):
         CHAT = "chat", "Chat completions"
         EMBEDDINGS = "embeddings", "Embeddings"
         MESSAGES = "messages", "Messages (Anthropic)"
+        RESPONSES = "responses", "Responses (OpenAI)"
+        COMPLETIONS = "completions", "Completions (legacy)"
         OTHER = "other", "Other"
 
     class TokenCountSource(models.TextChoices):

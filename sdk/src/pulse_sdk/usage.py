@@ -34,6 +34,8 @@ __all__ = [
 CHAT = "chat"
 EMBEDDINGS = "embeddings"
 MESSAGES = "messages"
+RESPONSES = "responses"
+COMPLETIONS = "completions"
 OTHER = "other"
 # How an event's counts were had (its token_count_source): the provider reported them, or they
 # were counted from the text (a stream cut short, an answer without usage).
@@ -197,8 +199,8 @@ def provider_of(response: Any) -> str | None:
 _ENDPOINTS = {
     "chat.completion": CHAT,
     "list": EMBEDDINGS,  # an embeddings answer is a list of embeddings
-    "text_completion": OTHER,
-    "response": OTHER,
+    "text_completion": COMPLETIONS,
+    "response": RESPONSES,
 }
 
 

@@ -195,8 +195,8 @@ def test_legacy_completions_plain_and_streamed(openai_client, sdk):
 
     assert len(chunks) == FAST_WORDS + 1 and all("usage" not in chunk.to_dict() for chunk in chunks)
     plain, streamed = sdk.events(2)
-    assert_full_chat(plain, streamed=False, endpoint="other")
-    assert_full_chat(streamed, streamed=True, endpoint="other")
+    assert_full_chat(plain, streamed=False, endpoint="completions")
+    assert_full_chat(streamed, streamed=True, endpoint="completions")
 
 
 def test_responses_plain_streamed_the_stream_helper_and_parse(openai_client, sdk):
@@ -209,11 +209,11 @@ def test_responses_plain_streamed_the_stream_helper_and_parse(openai_client, sdk
     assert answer.usage.output_tokens == FAST_WORDS and events[-1].type == "response.completed"
     assert final.output_text.split() == answer.output_text.split() == parsed.output_text.split()
     plain, streamed, helper, parse = sdk.events(4)
-    assert_full_chat(plain, streamed=False, endpoint="other")
+    assert_full_chat(plain, streamed=False, endpoint="responses")
     assert plain.end_user == "u-7"
-    assert_full_chat(streamed, streamed=True, endpoint="other")
-    assert_full_chat(helper, streamed=True, endpoint="other")
-    assert_full_chat(parse, streamed=False, endpoint="other")
+    assert_full_chat(streamed, streamed=True, endpoint="responses")
+    assert_full_chat(helper, streamed=True, endpoint="responses")
+    assert_full_chat(parse, streamed=False, endpoint="responses")
 
 
 def test_paths_that_generate_nothing_are_not_recorded(openai_client, sdk, sim):
@@ -313,7 +313,7 @@ def test_async_responses_stream_and_errors(async_openai_client, sdk):
 
     asyncio.run(calls())
     streamed, failed = sdk.events(2)
-    assert_full_chat(streamed, streamed=True, endpoint="other")
+    assert_full_chat(streamed, streamed=True, endpoint="responses")
     assert (failed.success, failed.status_code) == (False, 429)
 
 
@@ -334,4 +334,4 @@ def test_the_stream_helpers_left_early_are_recorded_when_they_close(openai_clien
 
     chat, responses = sdk.events(2)
     assert (chat.output_tokens, chat.token_count_source, chat.endpoint) == (3, "estimate", "chat")
-    assert (responses.output_tokens, responses.token_count_source, responses.endpoint) == (5, "estimate", "other")
+    assert (responses.output_tokens, responses.token_count_source, responses.endpoint) == (5, "estimate", "responses")

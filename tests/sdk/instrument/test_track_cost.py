@@ -50,7 +50,7 @@ def test_dicts_of_either_shape_count_as_pulse_counts(sdk):
     assert counts == [
         ("openai", "gpt-4o-mini-2024-07-18", "chat", 120, 100, 30, 10),
         ("anthropic", "claude-3-5-haiku-20241022", "messages", 125, 100, 7, 0),  # 20 + cache read + cache write
-        ("openai", "o4-mini", "other", 50, 10, 40, 32),
+        ("openai", "o4-mini", "responses", 50, 10, 40, 32),
         ("openai", "text-embedding-3-small", "embeddings", 9, 0, 0, 0),
     ]
 

@@ -30,9 +30,9 @@ from .answers import ANTHROPIC_MESSAGE, COMPLETION, EMBEDDINGS_ANSWER, OPENAI_CH
 
 @pytest.mark.parametrize(("answer", "model_class", "expected", "endpoint"), [
     (OPENAI_CHAT, ChatCompletion, Usage(120, 30, 100, 10), "chat"),
-    (COMPLETION, Completion, Usage(5, 2, 0, 0), "other"),
+    (COMPLETION, Completion, Usage(5, 2, 0, 0), "completions"),
     (EMBEDDINGS_ANSWER, CreateEmbeddingResponse, Usage(9, 0, 0, 0), "embeddings"),
-    (RESPONSES_ANSWER, Response, Usage(50, 40, 10, 32), "other"),
+    (RESPONSES_ANSWER, Response, Usage(50, 40, 10, 32), "responses"),
     (ANTHROPIC_MESSAGE, Message, Usage(125, 7, 100, 0), "messages"),
 ])
 def test_objects_and_their_dicts_read_the_same(answer, model_class, expected, endpoint):

@@ -19,9 +19,11 @@ from typing import Any
 
 from ..usage import (
     CHAT,
+    COMPLETIONS,
     EMBEDDINGS,
     MESSAGES,
     OTHER,
+    RESPONSES,
     anthropic_reported,
     field,
     from_anthropic,
@@ -174,6 +176,8 @@ class ChatCompletions(_UsageChunks):
 class Completions(_UsageChunks):
     """The legacy completions API (`completions.create`): a prompt, choices with text."""
 
+    name = COMPLETIONS
+
     def prompt_of(self, body: Any) -> Any:
         return field(body, "prompt")
 
@@ -199,6 +203,8 @@ _RESPONSE_ENDS = ("response.completed", "response.incomplete", "response.failed"
 class Responses(Endpoint):
     """The Responses API. A stream reports usage on its last event (response.completed, or
     response.incomplete / response.failed) without being asked."""
+
+    name = RESPONSES
 
     def prompt_of(self, body: Any) -> Any:
         return [field(body, "instructions"), field(body, "input")]
