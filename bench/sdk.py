@@ -239,11 +239,33 @@ def delivery(server: BenchServer, args: argparse.Namespace) -> list[Verdict]:
     for in_flight in (1, None):
         rate, exact, label = delivery_run(server, args.events, in_flight)
         verdicts.append((exact, f"delivery, {label}: {args.events:,} events stored exactly once"))
-        verdicts.append((rate >= RATE_TARGET, f"delivery, {label}: {rate:,.0f} events/s (>= {RATE_TARGET:,})"))
+        # The target is the SDK as shipped (the default); one request in flight is shown beside
+        # it for comparison, not judged.
+        if in_flight is None:
+            verdicts.append((rate >= RATE_TARGET, f"delivery, {label}: {rate:,.0f} events/s (>= {RATE_TARGET:,})"))
     return verdicts
 
 
-SECTIONS: list[Callable[[BenchServer, argparse.Namespace], list[Verdict]]] = [track_overhead, delivery]
+def instrumented(server: BenchServer, args: argparse.Namespace) -> list[Verdict]:
+    """What `instrument()` adds to an OpenAI call in the caller's thread (bench/sdk_instrumented.py,
+    against the simulator in its own process; the events are kept in memory, so this section
+    measures the wrapper, not delivery)."""
+    from sdk_instrumented import TARGET_P50_US, measure
+
+    print(f"\n3. instrumented calls: {args.instrumented_samples:,} interleaved calls per client "
+          "(plain vs instrumented openai.OpenAI, simulator answering at once, 16 chunks per stream)")
+    results = measure(args.instrumented_samples)
+    verdicts: list[Verdict] = []
+    for shape, label in (("create", "chat.completions.create"), ("stream", "a 16-chunk stream read to the end")):
+        row = results[shape]
+        print(f"  {label}: Pulse's code in the call p50 {row['added_p50_us']:.1f} µs, p99 {row['added_p99_us']:.1f} µs; "
+              f"thread CPU p50 {row['cpu_plain_p50_us']:.0f} -> {row['cpu_instrumented_p50_us']:.0f} µs")
+        verdicts.append((row["added_p50_us"] < TARGET_P50_US,
+                         f"instrumented {label}: p50 {row['added_p50_us']:.1f} µs added (< {TARGET_P50_US:.0f} µs)"))
+    return verdicts
+
+
+SECTIONS: list[Callable[[BenchServer, argparse.Namespace], list[Verdict]]] = [track_overhead, delivery, instrumented]
 
 
 def main() -> int:
@@ -251,6 +273,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=100_000, help="track() calls timed in section 1")
     parser.add_argument("--events", type=int, default=100_000, help="events delivered in section 2, per run")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+    parser.add_argument("--instrumented-samples", type=int, default=2000, help="calls per client in section 3")
     parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
     args = parser.parse_args()
 
