@@ -113,7 +113,7 @@ def test_an_api_caller_cannot_pass_its_calls_off_as_the_gateways(token_client):
 @pytest.mark.parametrize(
     ("field", "value"),
     [("ttft_ms", -1), ("ttft_ms", "fast"), ("ttft_ms", True), ("streamed", "yes"), ("streamed", 1),
-     ("endpoint", "completions"), ("endpoint", ""), ("end_user", 42), ("end_user", "x" * 129), ("end_user", "nul\x00"),
+     ("endpoint", "chat_completions"), ("endpoint", ""), ("end_user", 42), ("end_user", "x" * 129), ("end_user", "nul\x00"),
      ("token_count_source", "provider"), ("token_count_source", "guess")],
 )
 def test_bad_values_of_the_new_fields_are_a_400_naming_the_field(token_client, field, value):
