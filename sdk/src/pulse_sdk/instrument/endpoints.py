@@ -64,15 +64,10 @@ class Endpoint:
         call.ended = True
 
     def counts_of(self, usage: Any) -> dict[str, int]:
-        """OpenAI's usage block (chat completions, completions, embeddings), for an SDK object."""
-        counts = {"input_tokens": usage.prompt_tokens, "output_tokens": getattr(usage, "completion_tokens", None) or 0}
-        details = getattr(usage, "prompt_tokens_details", None)
-        if details is not None and details.cached_tokens:
-            counts["cached_tokens"] = details.cached_tokens
-        details = getattr(usage, "completion_tokens_details", None)
-        if details is not None and details.reasoning_tokens:
-            counts["reasoning_tokens"] = details.reasoning_tokens
-        return counts
+        """A usage block in Pulse's conventions (`usage_of` reads OpenAI's chat, completions,
+        embeddings and Responses blocks alike; Messages reads Anthropic's its own way)."""
+        counted = usage_of(usage)
+        return counted.as_dict() if counted is not None else {}
 
     def observe(self, call: Call, item: Any) -> bool:
         """Learn from one streamed item; False hides it from the caller (an item Pulse asked for)."""
@@ -208,16 +203,6 @@ class Responses(Endpoint):
 
     def prompt_of(self, body: Any) -> Any:
         return [field(body, "instructions"), field(body, "input")]
-
-    def counts_of(self, usage: Any) -> dict[str, int]:
-        counts = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
-        details = getattr(usage, "input_tokens_details", None)
-        if details is not None and details.cached_tokens:
-            counts["cached_tokens"] = details.cached_tokens
-        details = getattr(usage, "output_tokens_details", None)
-        if details is not None and details.reasoning_tokens:
-            counts["reasoning_tokens"] = details.reasoning_tokens
-        return counts
 
     def observe(self, call: Call, item: Any) -> bool:
         kind = item.type
