@@ -70,11 +70,16 @@ def free_port() -> int:
 
 @pytest.fixture
 def fake_server() -> Iterator:
-    """fake_server(status, body, content_type) -> its URL: a server that is not Pulse."""
+    """fake_server(status, body, content_type) -> its URL: a server that is not Pulse, answering
+    every GET and POST with that."""
     servers: list[ThreadingHTTPServer] = []
 
-    def start(status: int, body: bytes, content_type: str) -> str:
+    def start(status: int, body: bytes, content_type: str = "application/json") -> str:
         class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.do_GET()
+
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -108,35 +106,6 @@ def test_a_file_that_is_a_pipe(pulse, tmp_path):
     assert pulse.events().count() == 2
 
 
-@pytest.fixture
-def batch_server() -> Iterator:
-    """batch_server(status, body) -> the URL of a server answering every POST with that."""
-    servers: list[ThreadingHTTPServer] = []
-
-    def start(status: int, body: bytes) -> str:
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.mark.parametrize("status, body", [
     (202, b'{"accepted": 1, "duplicates": 0, "rejected": 1, "errors": [{"index": 999, "field": "x", "message": "y"}]}'),
     (202, b'{"accepted": "many", "duplicates": 0, "rejected": 0, "errors": []}'),
@@ -146,8 +115,8 @@ def batch_server() -> Iterator:
     (200, b'{"ok": true}'),
     (400, b'{"accepted": 0, "errors": "all of them"}'),
 ])
-def test_an_answer_that_is_not_a_batch_result_is_a_one_line_error(cli, tmp_path, batch_server, status, body):
-    url = batch_server(status, body)
+def test_an_answer_that_is_not_a_batch_result_is_a_one_line_error(cli, tmp_path, fake_server, status, body):
+    url = fake_server(status, body)
     path = tmp_path / "calls.jsonl"
     path.write_text(jsonl(json.dumps(GOOD), json.dumps({**GOOD, "input_tokens": 11})))
 
