@@ -45,9 +45,11 @@ def traffic(personas, catalog, backend):  # noqa: F811 (fixtures imported above)
     """Acme: three priced calls and one unpriced call an hour ago, one priced call 20 days ago;
     Bravo: one call of its own (never on Acme's page)."""
     now = timezone.now()
+    # An hour ago, but never yesterday: in the first hour of a UTC day the calls stay on today.
+    recent = max(now - timedelta(hours=1), now.replace(hour=0, minute=0, second=0, microsecond=0)).isoformat()
     result = ingest(personas.project, [
-        call(), call(), call(status_code=500, success=False),
-        call(model=UNPRICED, input_tokens=5000, output_tokens=1000),
+        call(timestamp=recent), call(timestamp=recent), call(status_code=500, success=False, timestamp=recent),
+        call(model=UNPRICED, input_tokens=5000, output_tokens=1000, timestamp=recent),
         call(timestamp=(now - timedelta(days=20)).isoformat()),
     ], token=backend)
     assert not result.errors
